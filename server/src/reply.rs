@@ -1,0 +1,245 @@
+//! Typed replies and their RESP2/RESP3 encodings. Commands build a [`Reply`]; the connection
+//! encodes it for the protocol the client negotiated with HELLO.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The protocol a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Resp2,
+    Resp3,
+}
+
+/// A reply value. RESP3-only types degrade to their RESP2 forms as Redis sends them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// `+OK`
+    Ok,
+    /// `+<text>`
+    Simple(String),
+    /// `-<text>`: the full error line, code included (`ERR ...`, `WRONGTYPE ...`).
+    Error(String),
+    Int(i64),
+    Bulk(Bytes),
+    /// Nil bulk string: `$-1` in RESP2, `_` in RESP3.
+    Null,
+    /// Nil array: `*-1` in RESP2, `_` in RESP3.
+    NullArray,
+    Array(Vec<Reply>),
+    /// A flat array of alternating keys and values in RESP2, `%` in RESP3.
+    Map(Vec<(Reply, Reply)>),
+    /// An array in RESP2, `~` in RESP3.
+    Set(Vec<Reply>),
+    /// A bulk string in RESP2, `,` in RESP3.
+    Double(f64),
+    /// `:1`/`:0` in RESP2, `#t`/`#f` in RESP3.
+    Bool(bool),
+    /// A bulk string in RESP2, `=` with a 3-letter format in RESP3.
+    Verbatim(&'static str, Bytes),
+    /// An array in RESP2, `>` in RESP3 (pub/sub messages).
+    Push(Vec<Reply>),
+}
+
+impl Reply {
+    /// `-ERR <msg>`.
+    pub fn err(msg: impl std::fmt::Display) -> Reply {
+        Reply::Error(format!("ERR {msg}"))
+    }
+
+    pub fn bulk(b: impl Into<Bytes>) -> Reply {
+        Reply::Bulk(b.into())
+    }
+
+    pub fn str(s: &'static str) -> Reply {
+        Reply::Bulk(Bytes::from_static(s.as_bytes()))
+    }
+
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+
+    /// Appends this reply's wire form to `out`.
+    pub fn encode(&self, proto: Protocol, out: &mut BytesMut) {
+        match self {
+            Reply::Ok => out.put_slice(b"+OK\r\n"),
+            Reply::Simple(s) => line(out, b'+', s.as_bytes()),
+            Reply::Error(e) => line(out, b'-', e.as_bytes()),
+            Reply::Int(i) => {
+                out.put_u8(b':');
+                put_int(out, *i);
+                out.put_slice(b"\r\n");
+            }
+            Reply::Bulk(b) => bulk(out, b),
+            Reply::Null => match proto {
+                Protocol::Resp2 => out.put_slice(b"$-1\r\n"),
+                Protocol::Resp3 => out.put_slice(b"_\r\n"),
+            },
+            Reply::NullArray => match proto {
+                Protocol::Resp2 => out.put_slice(b"*-1\r\n"),
+                Protocol::Resp3 => out.put_slice(b"_\r\n"),
+            },
+            Reply::Array(items) => {
+                header(out, b'*', items.len());
+                items.iter().for_each(|r| r.encode(proto, out));
+            }
+            Reply::Map(pairs) => {
+                match proto {
+                    Protocol::Resp2 => header(out, b'*', pairs.len() * 2),
+                    Protocol::Resp3 => header(out, b'%', pairs.len()),
+                }
+                for (k, v) in pairs {
+                    k.encode(proto, out);
+                    v.encode(proto, out);
+                }
+            }
+            Reply::Set(items) => {
+                let tag = if proto == Protocol::Resp3 { b'~' } else { b'*' };
+                header(out, tag, items.len());
+                items.iter().for_each(|r| r.encode(proto, out));
+            }
+            Reply::Push(items) => {
+                let tag = if proto == Protocol::Resp3 { b'>' } else { b'*' };
+                header(out, tag, items.len());
+                items.iter().for_each(|r| r.encode(proto, out));
+            }
+            Reply::Double(d) => {
+                let text = format_double(*d);
+                match proto {
+                    Protocol::Resp2 => bulk(out, text.as_bytes()),
+                    Protocol::Resp3 => line(out, b',', text.as_bytes()),
+                }
+            }
+            Reply::Bool(b) => match proto {
+                Protocol::Resp2 => out.put_slice(if *b { b":1\r\n" } else { b":0\r\n" }),
+                Protocol::Resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
+            },
+            Reply::Verbatim(fmt, body) => match proto {
+                Protocol::Resp2 => bulk(out, body),
+                Protocol::Resp3 => {
+                    header(out, b'=', body.len() + 4);
+                    out.put_slice(fmt.as_bytes());
+                    out.put_u8(b':');
+                    out.put_slice(body);
+                    out.put_slice(b"\r\n");
+                }
+            },
+        }
+    }
+
+    /// Encodes into a fresh buffer.
+    pub fn to_bytes(&self, proto: Protocol) -> Bytes {
+        let mut out = BytesMut::new();
+        self.encode(proto, &mut out);
+        out.freeze()
+    }
+}
+
+/// Redis prints doubles with `%.17g`; integral values and infinities have short forms.
+fn format_double(d: f64) -> String {
+    if d.is_infinite() {
+        if d > 0.0 { "inf" } else { "-inf" }.to_string()
+    } else if d.is_nan() {
+        "nan".to_string()
+    } else {
+        format!("{d}")
+    }
+}
+
+fn line(out: &mut BytesMut, tag: u8, text: &[u8]) {
+    out.put_u8(tag);
+    // A simple string or error must not contain CR/LF; replace them as Redis does.
+    out.extend(
+        text.iter()
+            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+    );
+    out.put_slice(b"\r\n");
+}
+
+fn header(out: &mut BytesMut, tag: u8, len: usize) {
+    out.put_u8(tag);
+    put_int(out, len as i64);
+    out.put_slice(b"\r\n");
+}
+
+fn bulk(out: &mut BytesMut, b: &[u8]) {
+    header(out, b'$', b.len());
+    out.put_slice(b);
+    out.put_slice(b"\r\n");
+}
+
+fn put_int(out: &mut BytesMut, i: i64) {
+    let mut buf = itoa_buf(i);
+    out.put_slice(buf.as_bytes_mut());
+}
+
+/// Formats an integer without allocating.
+fn itoa_buf(i: i64) -> IntBuf {
+    let mut b = IntBuf {
+        bytes: [0; 20],
+        start: 20,
+    };
+    let neg = i < 0;
+    let mut n = i.unsigned_abs();
+    loop {
+        b.start -= 1;
+        b.bytes[b.start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if neg {
+        b.start -= 1;
+        b.bytes[b.start] = b'-';
+    }
+    b
+}
+
+struct IntBuf {
+    bytes: [u8; 20],
+    start: usize,
+}
+
+impl IntBuf {
+    fn as_bytes_mut(&mut self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(r: &Reply, p: Protocol) -> Vec<u8> {
+        r.to_bytes(p).to_vec()
+    }
+
+    #[test]
+    fn resp2_and_resp3_forms() {
+        assert_eq!(enc(&Reply::Null, Protocol::Resp2), b"$-1\r\n");
+        assert_eq!(enc(&Reply::Null, Protocol::Resp3), b"_\r\n");
+        assert_eq!(enc(&Reply::NullArray, Protocol::Resp2), b"*-1\r\n");
+        assert_eq!(
+            enc(&Reply::Int(i64::MIN), Protocol::Resp2),
+            b":-9223372036854775808\r\n"
+        );
+        let m = Reply::Map(vec![(Reply::str("a"), Reply::Int(1))]);
+        assert_eq!(enc(&m, Protocol::Resp2), b"*2\r\n$1\r\na\r\n:1\r\n");
+        assert_eq!(enc(&m, Protocol::Resp3), b"%1\r\n$1\r\na\r\n:1\r\n");
+        assert_eq!(enc(&Reply::Double(1.5), Protocol::Resp3), b",1.5\r\n");
+        assert_eq!(enc(&Reply::Double(1.5), Protocol::Resp2), b"$3\r\n1.5\r\n");
+        assert_eq!(enc(&Reply::Bool(true), Protocol::Resp2), b":1\r\n");
+        assert_eq!(
+            enc(
+                &Reply::Verbatim("txt", Bytes::from_static(b"hi")),
+                Protocol::Resp3
+            ),
+            b"=6\r\ntxt:hi\r\n"
+        );
+        assert_eq!(
+            enc(&Reply::err("x\r\ny"), Protocol::Resp2),
+            b"-ERR x  y\r\n"
+        );
+    }
+}
