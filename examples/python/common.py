@@ -9,6 +9,7 @@ import json
 import os
 import random
 import sys
+import threading
 import time
 
 import redis
@@ -131,6 +132,21 @@ def publish_status(r, doc_id, stage, state, worker, log_file=None):
         log_file.write(json.dumps(event, sort_keys=True) + "\n")
         log_file.flush()
     return receivers
+
+
+def exit_with_parent():
+    """When PIPELINE_EXIT_WITH_PARENT is set (the e2e driver sets it), exit as soon as the
+    process that started us is gone, so a killed test run leaves no stray workers."""
+    if not os.environ.get("PIPELINE_EXIT_WITH_PARENT"):
+        return
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def logger(name):

@@ -14,7 +14,7 @@ import time
 
 import redis
 
-from common import STATUS_PREFIX, connect, logger
+from common import STATUS_PREFIX, connect, exit_with_parent, logger
 
 log = logger("dashboard")
 
@@ -24,6 +24,7 @@ def main():
     parser.add_argument("--events-log", help="append every received event (JSON lines) here")
     parser.add_argument("--print-every", type=float, default=5.0, help="seconds between tallies")
     args = parser.parse_args()
+    exit_with_parent()
 
     stopping = False
 

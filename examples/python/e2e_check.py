@@ -201,8 +201,10 @@ def main():
         pipeline.stop_all()
         server.stop()
     print("E2E:SUMMARY " + json.dumps(summary, sort_keys=True), flush=True)
-    for failure in failures:
-        print("E2E:FAILURE " + failure, flush=True)
+    for failure in failures[:30]:
+        print("E2E:FAILURE " + failure[:1000], flush=True)
+    if len(failures) > 30:
+        print(f"E2E:FAILURE ... and {len(failures) - 30} more", flush=True)
     print("E2E:FAIL" if failures else "E2E:PASS", flush=True)
     sys.exit(1 if failures else 0)
 
@@ -259,7 +261,10 @@ def run(args, server, pipeline, failures, summary):
         nonlocal told
         told = set_taxonomy(r, "2", NEW_LABELS)
         return told >= WORKERS_PER_STAGE or None
-    wait_for(lambda: retrying(invalidate, "set taxonomy", log=log), 20, "classify caches resubscribed")
+    try:
+        wait_for(lambda: retrying(invalidate, "set taxonomy", log=log), 20, "classify caches resubscribed")
+    except RuntimeError as err:
+        failures.append(str(err))
     time.sleep(1.0)
     invalidated_at = time.time()
 
@@ -276,7 +281,10 @@ def run(args, server, pipeline, failures, summary):
         pending = sum(r.xpending(STAGE_INPUT[s], s)["pending"] for s in STAGES)
         return (done | dead) >= set(doc_ids) and pending == 0
 
-    wait_for(lambda: retrying(drained, "drain check", log=log), args.timeout, "pipeline drained")
+    try:
+        wait_for(lambda: retrying(drained, "drain check", log=log), args.timeout, "pipeline drained")
+    except RuntimeError as err:
+        failures.append(str(err))  # and check what did arrive, to say what is missing
     time.sleep(0.5)
     pipeline.stop_all()
 
@@ -357,11 +365,21 @@ def check(r, args, pipeline, docs, accepted, poison, pending_at_kill, killed_at,
         if doc_id not in poison:
             fail(f"dead letter for a document never accepted or not poison: {doc_id}")
 
-    # 3. Every hand-off a worker saw acknowledged is in the next stream.
+    # 3. Every hand-off a worker saw acknowledged (EXEC replied) is in the next stream, under
+    #    the entry ID the server returned.
+    outputs = {s: dict(read_stream(r, STAGE_OUTPUT[s])) for s in STAGES}
+    handoffs = []
+    for name in pipeline.procs:
+        handoffs.extend(read_jsonl(os.path.join(pipeline.log_dir, f"handoffs-{name}.jsonl")))
+    for h in handoffs:
+        fields = outputs[h["stage"]].get(h["out"])
+        if fields is None or fields.get("doc_id") != h["doc"]:
+            fail(f"acknowledged hand-off lost: {h!r} -> {fields!r}")
+    summary["handoffs_acknowledged"] = len(handoffs)
     published = []
     for name in pipeline.procs:
         published.extend(read_jsonl(os.path.join(pipeline.log_dir, f"published-{name}.jsonl")))
-    stage_docs = {s: {f["doc_id"] for _, f in read_stream(r, STAGE_OUTPUT[s])} for s in STAGES}
+    stage_docs = {s: {f["doc_id"] for f in outputs[s].values()} for s in STAGES}
     for event in published:
         if event["state"] == "done" and event["doc"] not in stage_docs[event["stage"]]:
             fail(f"acknowledged hand-off lost: {event!r}")

@@ -16,7 +16,15 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from common import RetryDeadline, connect, doc_id_for, logger, publish_status, retrying
+from common import (
+    RetryDeadline,
+    connect,
+    doc_id_for,
+    exit_with_parent,
+    logger,
+    publish_status,
+    retrying,
+)
 
 MAX_DOCUMENT_BYTES = 1 << 20
 log = logger("ingest")
@@ -90,6 +98,7 @@ def main():
     files = sub.add_parser("submit", help="submit files directly")
     files.add_argument("paths", nargs="+")
     args = parser.parse_args()
+    exit_with_parent()
 
     if args.cmd == "submit":
         r = connect()

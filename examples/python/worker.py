@@ -27,6 +27,7 @@ from common import (
     TAXONOMY,
     connect,
     ensure_group,
+    exit_with_parent,
     logger,
     publish_status,
     retrying,
@@ -51,6 +52,10 @@ def stream_entries(reply, stream):
     return []
 
 
+class ConfigMissing(Exception):
+    """A config stream the stage needs is still empty."""
+
+
 class Worker:
     def __init__(self, stage, consumer):
         self.stage = stage
@@ -64,6 +69,7 @@ class Worker:
         log_dir = os.environ.get("PIPELINE_LOG_DIR")
         self.status_log = open(os.path.join(log_dir, f"published-{consumer}.jsonl"), "a") if log_dir else None
         self.stats_path = os.path.join(log_dir, f"worker-{consumer}.json") if log_dir else None
+        self.handoff_log = open(os.path.join(log_dir, f"handoffs-{consumer}.jsonl"), "a") if log_dir else None
         self.stats = {"done": 0, "failed": 0, "claimed": 0, "dead_lettered": 0, "reconnects": 0}
         self.cache = None
         if stage == "classify":
@@ -73,7 +79,7 @@ class Worker:
         """Cache loader: the newest entry of the `config:<key>` stream."""
         newest = self.r.xrevrange(f"config:{key}", "+", "-", count=1)
         if not newest:
-            raise RuntimeError(f"no config:{key} entry yet")
+            raise ConfigMissing(f"no config:{key} entry yet")
         return newest[0][1]
 
     def handle(self, entry_id, fields, first_delivery):
@@ -85,6 +91,12 @@ class Worker:
         try:
             taxonomy = self.cache.get(TAXONOMY.split(":", 1)[1]) if self.cache else None
             out = run_stage(self.stage, fields, first_delivery, taxonomy)
+        except ConfigMissing as err:
+            # Cannot classify without a taxonomy (`admin.py setup` stores the first one):
+            # leave the entry pending; it is redelivered later.
+            self.log(str(err))
+            time.sleep(0.5)
+            return
         except SimulatedFailure as err:
             # Leave the entry pending: recovery redelivers it after CLAIM_IDLE_MS.
             self.stats["failed"] += 1
@@ -94,7 +106,11 @@ class Worker:
         tx = self.r.pipeline(transaction=True)
         tx.xadd(self.output, out)
         tx.xack(self.stream, self.group, entry_id)
-        tx.execute()
+        out_id, _acked = tx.execute()
+        if self.handoff_log:
+            record = {"stage": self.stage, "doc": doc_id, "in": entry_id, "out": out_id}
+            self.handoff_log.write(json.dumps(record) + "\n")
+            self.handoff_log.flush()
         self.stats["done"] += 1
         publish_status(self.r, doc_id, self.stage, "done", self.consumer, self.status_log)
 
@@ -137,6 +153,14 @@ class Worker:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 backlog, cursor = True, "0"
+            except redis.ResponseError as err:
+                if "NOGROUP" not in str(err):
+                    raise
+                # The stream or group vanished (deleted, or a server without persistence
+                # restarted): recreate it and carry on with whatever arrives.
+                self.log(f"{err}; recreating group {self.group}")
+                ensure_group(self.r, self.stream, self.group)
+                backlog, cursor = True, "0"
             if time.monotonic() - last_stats > 1.0:
                 last_stats = time.monotonic()
                 self.write_stats()
@@ -158,6 +182,7 @@ class Worker:
 def main():
     if len(sys.argv) != 3 or sys.argv[1] not in STAGES:
         sys.exit(f"usage: worker.py {{{'|'.join(STAGES)}}} CONSUMER_NAME")
+    exit_with_parent()
     worker = Worker(sys.argv[1], sys.argv[2])
 
     def stop(_signum, _frame):
