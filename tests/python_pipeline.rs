@@ -53,7 +53,8 @@ impl Server {
             .open(&self.log)
             .expect("open the server log");
         let err = out.try_clone().expect("clone the server log handle");
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice-server"))
+        std::fs::create_dir_all(&self.dir).expect("create the data directory");
+        let child = server_command()
             .arg("--port")
             .arg(self.port.to_string())
             .arg("--dir")
@@ -97,6 +98,21 @@ impl Server {
             child.wait().expect("reap sluice-server");
         }
         self.spawn();
+    }
+}
+
+/// The server to test: `sluice-server`, or, to compare behaviour, the command in
+/// `PIPELINE_E2E_SERVER` (e.g. `redis-server --appendonly yes --save ''`), which gets the
+/// same `--port`, `--dir` and `--appendfsync always` arguments.
+fn server_command() -> Command {
+    match std::env::var("PIPELINE_E2E_SERVER") {
+        Ok(cmd) if !cmd.trim().is_empty() => {
+            let mut words = cmd.split_whitespace();
+            let mut command = Command::new(words.next().expect("a non-empty command"));
+            command.args(words);
+            command
+        }
+        _ => Command::new(env!("CARGO_BIN_EXE_sluice-server")),
     }
 }
 
