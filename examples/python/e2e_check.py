@@ -200,9 +200,15 @@ def main():
     finally:
         pipeline.stop_all()
         server.stop()
+    for name, proc in pipeline.procs.items():
+        # Stopped with SIGTERM: the workers and dashboard exit 0, ingest dies of the signal.
+        if name != KILLED_WORKER and proc.returncode not in (0, -signal.SIGTERM):
+            with open(os.path.join(pipeline.log_dir, f"{name}.log")) as f:
+                tail = "".join(f.readlines()[-15:])
+            failures.insert(0, f"{name} crashed (exit {proc.returncode}); its log ends:\n{tail}")
     print("E2E:SUMMARY " + json.dumps(summary, sort_keys=True), flush=True)
     for failure in failures[:30]:
-        print("E2E:FAILURE " + failure[:1000], flush=True)
+        print("E2E:FAILURE " + failure[:2000].replace("\n", "\n    "), flush=True)
     if len(failures) > 30:
         print(f"E2E:FAILURE ... and {len(failures) - 30} more", flush=True)
     print("E2E:FAIL" if failures else "E2E:PASS", flush=True)
