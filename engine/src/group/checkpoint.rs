@@ -3,7 +3,7 @@
 //!
 //! Layout: `magic "SGC1" (4) | body length (8) | CRC32 (4) | body`, the CRC covering magic,
 //! length and body. Body: the epoch (which journal continues it), then per group its name,
-//! last-delivered ID, entries-read, consumers (name, seen time, active time) and PEL entries
+//! last-delivered ID (and whether it was set explicitly), entries-read, consumers (name, seen time, active time) and PEL entries
 //! (ID delta, owner index, delivery-time delta, delivery count) — about 6 bytes per pending entry.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,6 +40,7 @@ pub(crate) fn encode(set: &GroupSet, epoch: u64) -> Vec<u8> {
     for (name, g) in &set.groups {
         w.bytes(name);
         w.id(g.last_id);
+        w.u8(u8::from(g.explicit_last_id));
         w.opt(g.entries_read);
         w.varint(g.consumers.len() as u64);
         let mut index: BTreeMap<&Bytes, u64> = BTreeMap::new();
@@ -102,6 +103,11 @@ pub(crate) fn decode(buf: &[u8]) -> Decoded<(GroupSet, u64)> {
     for _ in 0..ngroups {
         let name = r.bytes()?;
         let last_id = r.id()?;
+        let explicit_last_id = match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(Malformed),
+        };
         let entries_read = r.opt()?;
         let nconsumers = r.count(3)?;
         let mut names = Vec::with_capacity(nconsumers);
@@ -151,6 +157,7 @@ pub(crate) fn decode(buf: &[u8]) -> Decoded<(GroupSet, u64)> {
             name,
             Group {
                 last_id,
+                explicit_last_id,
                 entries_read,
                 pel,
                 consumers,

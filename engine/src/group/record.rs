@@ -363,7 +363,7 @@ mod tests {
     fn damaged_records_are_invalid() {
         let mut buf = Vec::new();
         encode(&samples()[6], &mut buf);
-        assert_eq!(decode(&vec![0u8; 64]), Decode::Invalid);
+        assert_eq!(decode(&[0u8; 64]), Decode::Invalid);
         for cut in 0..buf.len() {
             assert_eq!(decode(&buf[..cut]), Decode::Invalid, "cut at {cut}");
         }

@@ -57,6 +57,9 @@ pub(crate) struct Consumer {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Group {
     pub last_id: StreamId,
+    /// The last ID was set by a command (CREATE, SETID, XCLAIM LASTID), not by delivering an
+    /// entry; such an ID may legitimately lie ahead of the stream, so recovery keeps it.
+    pub explicit_last_id: bool,
     /// `None` is Redis' invalid counter (reported as nil).
     pub entries_read: Option<u64>,
     pub pel: BTreeMap<StreamId, Nack>,
@@ -658,6 +661,7 @@ impl GroupSet {
             } => {
                 self.groups.entry(group.clone()).or_insert_with(|| Group {
                     last_id: *last_id,
+                    explicit_last_id: true,
                     entries_read: *entries_read,
                     ..Group::default()
                 });
@@ -669,6 +673,7 @@ impl GroupSet {
             } => {
                 if let Some(g) = self.groups.get_mut(group) {
                     g.last_id = *last_id;
+                    g.explicit_last_id = true;
                     g.entries_read = *entries_read;
                 }
             }
@@ -702,7 +707,10 @@ impl GroupSet {
                 ids,
             } => {
                 if let Some(g) = self.groups.get_mut(group) {
-                    g.last_id = *last_id;
+                    if g.last_id != *last_id {
+                        g.last_id = *last_id;
+                        g.explicit_last_id = false;
+                    }
                     g.entries_read = *entries_read;
                     g.consumer_mut(consumer, *now).seen_time = *now;
                     for id in ids {
@@ -733,6 +741,7 @@ impl GroupSet {
                     if let Some(l) = last_id {
                         if *l > g.last_id {
                             g.last_id = *l;
+                            g.explicit_last_id = true;
                         }
                     }
                     g.consumer_mut(consumer, *now).seen_time = *now;
@@ -750,14 +759,15 @@ impl GroupSet {
         }
     }
 
-    /// Brings the state in line with a stream whose tail may have been lost: last-delivered IDs
-    /// above the stream's last ID drop to it (entries-read re-estimated), and PEL entries above
-    /// the stream's last ID are dropped. Returns one description per group changed.
+    /// Brings the state in line with a stream whose tail may have been lost: a last-delivered ID
+    /// that came from delivering an entry above the stream's last ID drops to that last ID
+    /// (entries-read re-estimated), and PEL entries above the stream's last ID (deliveries of
+    /// lost entries) are dropped. Returns one description per group changed.
     pub fn clamp(&mut self, facts: &StreamFacts) -> Vec<String> {
         let mut notes = Vec::new();
         for (name, g) in self.groups.iter_mut() {
             let mut note = Vec::new();
-            if g.last_id > facts.last_id {
+            if g.last_id > facts.last_id && !g.explicit_last_id {
                 note.push(format!(
                     "last-delivered-id {} -> {}",
                     g.last_id, facts.last_id
@@ -1259,6 +1269,8 @@ mod tests {
         let mut e = Env::with_entries(5);
         e.create("g", StreamId::MIN, Some(0));
         e.create("h", id(2), None);
+        // Created ahead of the stream on purpose: kept.
+        e.create("k", id(9), None);
         e.read("g", "a", GroupStart::New, None, 1);
         let mut lost = MemStream::default();
         lost.add_n(3);
@@ -1272,6 +1284,7 @@ mod tests {
             vec![id(1), id(2), id(3)]
         );
         assert_eq!(g.consumers[&Bytes::from_static(b"a")].pel.len(), 3);
+        assert_eq!(e.set.groups[&Bytes::from_static(b"k")].last_id, id(9));
         assert!(e.set.clamp(&lost.facts()).is_empty());
     }
 }

@@ -246,6 +246,11 @@ impl GroupStore {
         self.last_lsn
     }
 
+    /// Checkpoint generation the current journal continues.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     pub fn journal_len(&self) -> u64 {
         self.journal_len
     }
@@ -315,3 +320,6 @@ fn later_valid_record(buf: &[u8], from: usize) -> Option<usize> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests;

@@ -39,10 +39,6 @@ impl MemStream {
         }
         found
     }
-
-    pub fn fields(&self, id: StreamId) -> Option<Vec<(Bytes, Bytes)>> {
-        self.entries.get(&id).cloned()
-    }
 }
 
 impl EntrySource for MemStream {
