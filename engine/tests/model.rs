@@ -58,7 +58,7 @@ fn id_of(x: u64) -> StreamId {
 /// Even `x`: a random ID; odd `x`: an existing entry's ID (picked by `x`), so reads and
 /// deletes hit real entries often.
 fn pick(m: &Model, x: u64) -> StreamId {
-    if x % 2 == 0 || m.entries.is_empty() {
+    if x.is_multiple_of(2) || m.entries.is_empty() {
         id_of(x / 2)
     } else {
         let i = (x / 2) as usize % m.entries.len();
@@ -278,7 +278,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 entries_added,
                 max_deleted,
             } => {
-                let id = if ms % 3 == 0 {
+                let id = if ms.is_multiple_of(3) {
                     m.last
                 } else {
                     StreamId::new(ms, 0)
@@ -390,7 +390,7 @@ fn model_test_reaches_multiple_segments() {
             now: 0,
             size: 100,
         });
-        if i % 20 == 0 {
+        if i.is_multiple_of(20) {
             ops.push(Op::Delete(vec![2 * i + 1, 7]));
             ops.push(Op::CrashReopen);
         }
