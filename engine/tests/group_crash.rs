@@ -35,7 +35,12 @@ struct Snapshot {
 }
 
 fn snapshot(s: &Stream) -> Snapshot {
-    let groups = s.groups();
+    // Lag depends on the stream, which journal damage does not touch; compare group state only.
+    let groups: Vec<GroupInfo> = s
+        .groups()
+        .into_iter()
+        .map(|g| GroupInfo { lag: None, ..g })
+        .collect();
     let mut consumers = BTreeMap::new();
     let mut pending = BTreeMap::new();
     for g in &groups {
@@ -105,14 +110,15 @@ fn run_ops(dir: &Path, seed: u64, steps: usize) -> Vec<(u64, Snapshot)> {
             .unwrap();
         durability.wait(lsn).unwrap();
     }
-    let lsn = s.create_group(b"g", StreamId::MIN, Some(0)).unwrap();
-    durability.wait(lsn).unwrap();
     let journal = || {
         find(dir, "groups.journal")
             .and_then(|p| std::fs::metadata(p).ok())
             .map_or(0, |m| m.len())
     };
-    let mut trace = vec![(journal(), snapshot(s))];
+    let mut trace = vec![(0, snapshot(s))];
+    let lsn = s.create_group(b"g", StreamId::MIN, Some(0)).unwrap();
+    durability.wait(lsn).unwrap();
+    trace.push((journal(), snapshot(s)));
     let consumers: [&[u8]; 3] = [b"a", b"b", b"c"];
     for _ in 0..steps {
         now += rng.gen_range(1..30);
@@ -197,7 +203,7 @@ fn cut_or_damaged_group_journal_recovers_an_acknowledged_prefix() {
     let full = std::fs::read(&journal).unwrap();
     let rel = journal.strip_prefix(base.path()).unwrap().to_path_buf();
     let mut rng = StdRng::seed_from_u64(99);
-    for round in 0..12 {
+    for round in 0..30 {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(base.path(), dir.path());
         let cut = rng.gen_range(0..=full.len());
@@ -216,7 +222,7 @@ fn cut_or_damaged_group_journal_recovers_an_acknowledged_prefix() {
             .rev()
             .find(|(len, _)| *len as usize <= valid)
             .map(|(_, s)| s)
-            .unwrap_or(&trace[0].1);
+            .expect("the empty journal is a prefix of every journal");
         assert_eq!(
             &got, want,
             "round {round}: cut at {cut}, damage from {valid}"
