@@ -72,6 +72,8 @@ pub struct Stream {
     pub(crate) sealed: Vec<Sealed>,
     pub(crate) tail: Tail,
     pub(crate) pending_deletes: BTreeMap<StreamId, PendingDelete>,
+    /// Smallest Lsn in `pending_deletes` (they are only due once it is fsync'd).
+    pub(crate) pending_min_lsn: Option<Lsn>,
     /// Segments holding flag writes not yet fsync'd (synced before a roll).
     pub(crate) flag_dirty: BTreeSet<u64>,
     pub(crate) meta: MetaFile,
@@ -120,6 +122,7 @@ impl Stream {
             sealed,
             tail,
             pending_deletes: BTreeMap::new(),
+            pending_min_lsn: None,
             flag_dirty: BTreeSet::new(),
             meta,
             meta_candidate: None,
@@ -296,7 +299,7 @@ impl Stream {
     /// meta file's durable offset.
     pub(crate) fn settle(&mut self) -> Result<()> {
         let synced = self.ctx.durability.synced_lsn();
-        if self.pending_deletes.values().any(|p| p.lsn <= synced) {
+        if self.pending_min_lsn.is_some_and(|l| l <= synced) {
             let due: Vec<_> = self
                 .pending_deletes
                 .iter()
@@ -307,6 +310,7 @@ impl Stream {
                 self.write_flag(p.segment, p.offset)?;
                 self.pending_deletes.remove(&id);
             }
+            self.pending_min_lsn = self.pending_deletes.values().map(|p| p.lsn).min();
         }
         if let Some((lsn, tail, offset)) = self.meta_candidate {
             if lsn <= synced {
@@ -393,6 +397,7 @@ impl Stream {
         }
         self.sync_tail()?;
         let all = std::mem::take(&mut self.pending_deletes);
+        self.pending_min_lsn = None;
         for p in all.values() {
             self.write_flag(p.segment, p.offset)?;
         }
@@ -415,6 +420,7 @@ impl Stream {
         self.ctx.durability.check()?;
         self.sync_tail()?;
         let all = std::mem::take(&mut self.pending_deletes);
+        self.pending_min_lsn = None;
         for p in all.values() {
             self.write_flag(p.segment, p.offset)?;
         }
@@ -705,6 +711,7 @@ impl Stream {
                 offset,
             })?;
             self.state = state;
+            self.pending_min_lsn = Some(self.pending_min_lsn.map_or(l, |m| m.min(l)));
             self.pending_deletes.insert(
                 id,
                 PendingDelete {
@@ -912,6 +919,7 @@ impl Stream {
         self.ctx.durability.check()?;
         self.sync_tail()?;
         let all = std::mem::take(&mut self.pending_deletes);
+        self.pending_min_lsn = None;
         for p in all.values() {
             self.write_flag(p.segment, p.offset)?;
         }
