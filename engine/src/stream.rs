@@ -72,6 +72,8 @@ pub struct Stream {
     pub(crate) sealed: Vec<Sealed>,
     pub(crate) tail: Tail,
     pub(crate) pending_deletes: BTreeMap<StreamId, PendingDelete>,
+    /// Smallest Lsn in `pending_deletes` (they are only due once it is fsync'd).
+    pub(crate) pending_min_lsn: Option<Lsn>,
     /// Segments holding flag writes not yet fsync'd (synced before a roll).
     pub(crate) flag_dirty: BTreeSet<u64>,
     pub(crate) meta: MetaFile,
@@ -121,6 +123,7 @@ impl Stream {
             sealed,
             tail,
             pending_deletes: BTreeMap::new(),
+            pending_min_lsn: None,
             flag_dirty: BTreeSet::new(),
             meta,
             meta_candidate: None,
@@ -294,7 +297,7 @@ impl Stream {
     /// meta file's durable offset.
     pub(crate) fn settle(&mut self) -> Result<()> {
         let synced = self.ctx.durability.synced_lsn();
-        if self.pending_deletes.values().any(|p| p.lsn <= synced) {
+        if self.pending_min_lsn.is_some_and(|l| l <= synced) {
             let due: Vec<_> = self
                 .pending_deletes
                 .iter()
@@ -305,6 +308,7 @@ impl Stream {
                 self.write_flag(p.segment, p.offset)?;
                 self.pending_deletes.remove(&id);
             }
+            self.pending_min_lsn = self.pending_deletes.values().map(|p| p.lsn).min();
         }
         if let Some((lsn, tail, offset)) = self.meta_candidate {
             if lsn <= synced {
@@ -391,6 +395,7 @@ impl Stream {
         }
         self.sync_tail()?;
         let all = std::mem::take(&mut self.pending_deletes);
+        self.pending_min_lsn = None;
         for p in all.values() {
             self.write_flag(p.segment, p.offset)?;
         }
@@ -413,6 +418,7 @@ impl Stream {
         self.ctx.durability.check()?;
         self.sync_tail()?;
         let all = std::mem::take(&mut self.pending_deletes);
+        self.pending_min_lsn = None;
         for p in all.values() {
             self.write_flag(p.segment, p.offset)?;
         }
@@ -703,6 +709,7 @@ impl Stream {
                 offset,
             })?;
             self.state = state;
+            self.pending_min_lsn = Some(self.pending_min_lsn.map_or(l, |m| m.min(l)));
             self.pending_deletes.insert(
                 id,
                 PendingDelete {
@@ -910,6 +917,7 @@ impl Stream {
         self.ctx.durability.check()?;
         self.sync_tail()?;
         let all = std::mem::take(&mut self.pending_deletes);
+        self.pending_min_lsn = None;
         for p in all.values() {
             self.write_flag(p.segment, p.offset)?;
         }
