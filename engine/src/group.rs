@@ -23,6 +23,8 @@
 //!   journal exceeds 1 MiB and twice the checkpoint, a new checkpoint is written atomically
 //!   (temp file, fsync, rename, fsync dir) and the journal restarts, so disk use and recovery
 //!   time follow the live state, not the history of acknowledgements.
+//! - `group/engine_io.rs`: the store's file operations over the engine's `Vfs`, with journal
+//!   appends joining the engine's group commit (and a failed write poisoning the engine).
 //!
 //! # Durability
 //! Every change (create, setid, destroy, consumer create/delete, delivery, history re-delivery,
