@@ -89,6 +89,13 @@ fn checkpoint_1m_pending(c: &mut Criterion) {
     }
 }
 
+/// Anonymous resident memory of this process (Linux), excluding mapped segment files.
+fn rss_anon_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
     if p.is_dir() {
         std::fs::read_dir(p)
