@@ -824,3 +824,22 @@ fn damaged_checkpoint_is_reported_as_corruption() {
     let r = GroupStore::open(dir.path(), test_io(), &s.facts());
     assert!(matches!(r, Err(Error::Corruption { .. })));
 }
+
+#[test]
+fn journal_ahead_of_its_checkpoint_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = MemStream::default();
+    let (mut store, _) = open(dir.path(), &s, 1 << 40);
+    let p = store.set().plan_create_group(b"g", StreamId::MIN, None).unwrap();
+    store.commit(p.change).unwrap();
+    store.checkpoint().unwrap();
+    let old_ckpt = std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap();
+    store.checkpoint().unwrap();
+    let p = store.set().plan_destroy(b"g");
+    store.commit(p.change).unwrap();
+    drop(store);
+    std::fs::write(dir.path().join(CHECKPOINT_FILE), old_ckpt).unwrap();
+    let (store, report) = open(dir.path(), &s, 1 << 40);
+    assert_eq!(report.corruptions.len(), 1, "{report:?}");
+    assert_eq!(store.set().groups.len(), 1);
+}
