@@ -212,8 +212,8 @@ impl Parser {
         if let Some(stripped) = line.strip_suffix(b"\r") {
             line = stripped;
         }
-        let args = split_args(line)
-            .ok_or_else(|| ProtocolError::new("unbalanced quotes in request"))?;
+        let args =
+            split_args(line).ok_or_else(|| ProtocolError::new("unbalanced quotes in request"))?;
         if args.is_empty() {
             Ok(Inline::Empty)
         } else {
@@ -260,7 +260,11 @@ fn parse_ll(s: &[u8]) -> Option<i64> {
         }
         let d = i64::from(b - b'0');
         v = v.checked_mul(10)?;
-        v = if neg { v.checked_sub(d)? } else { v.checked_add(d)? };
+        v = if neg {
+            v.checked_sub(d)?
+        } else {
+            v.checked_add(d)?
+        };
     }
     Some(v)
 }
@@ -272,7 +276,10 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
     let mut args = Vec::new();
     let mut i = 0;
     loop {
-        while line.get(i).is_some_and(|b| b.is_ascii_whitespace() || *b == 0x0b) {
+        while line
+            .get(i)
+            .is_some_and(|b| b.is_ascii_whitespace() || *b == 0x0b)
+        {
             i += 1;
         }
         if i >= line.len() {
@@ -374,9 +381,7 @@ mod tests {
     }
 
     fn strs(v: &[Bytes]) -> Vec<&str> {
-        v.iter()
-            .map(|b| std::str::from_utf8(b).unwrap())
-            .collect()
+        v.iter().map(|b| std::str::from_utf8(b).unwrap()).collect()
     }
 
     #[test]
