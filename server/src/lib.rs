@@ -9,5 +9,6 @@ pub mod cmd;
 pub mod config;
 pub mod pubsub;
 pub mod reply;
+pub mod resp;
 pub mod server;
 pub mod shutdown;
