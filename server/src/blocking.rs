@@ -383,3 +383,154 @@ pub async fn wait(
     effects.wrote(served.lsn);
     Outcome::Reply(served.reply)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sluice_engine::{IdSpec, Options};
+
+    use super::*;
+    use crate::config::Config;
+
+    fn shared() -> (tempfile::TempDir, Arc<Shared>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, report) = Engine::open(dir.path(), Options::default()).unwrap();
+        (dir, Shared::new(engine, report, Config::default()))
+    }
+
+    fn xadd(shared: &Shared, key: &'static str, id: u64) {
+        {
+            let mut engine = shared.engine();
+            if engine.stream(0, key.as_bytes()).is_none() {
+                engine.create_stream(0, key.as_bytes()).unwrap();
+            }
+            let s = engine.stream_mut(0, key.as_bytes()).unwrap();
+            let fields = [(Bytes::from("f"), Bytes::from("v"))];
+            s.add(IdSpec::Explicit(StreamId::new(id, 0)), &fields, 0)
+                .unwrap();
+        }
+        shared
+            .blocking
+            .keys_touched(&shared.engine, &[(0, Bytes::from(key))], &[]);
+    }
+
+    fn xread(keys: &[(&'static str, u64)], timeout_ms: u64) -> BlockRequest {
+        BlockRequest {
+            keys: keys
+                .iter()
+                .map(|(k, id)| (Bytes::from(*k), StreamId::new(*id, 0)))
+                .collect(),
+            group: None,
+            count: 0,
+            timeout_ms,
+        }
+    }
+
+    async fn until_blocked(shared: &Shared, n: usize) {
+        for _ in 0..500 {
+            if shared.blocking.blocked_clients() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("never reached {n} blocked clients");
+    }
+
+    fn spawn_wait(
+        shared: &Arc<Shared>,
+        client: u64,
+        req: BlockRequest,
+    ) -> tokio::task::JoinHandle<Reply> {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut effects = Effects::default();
+            match wait(&shared, client, 0, req, &mut effects).await {
+                Outcome::Reply(r) => r,
+                _ => panic!("wait must end with a reply"),
+            }
+        })
+    }
+
+    fn entry(key: &'static str, id: u64) -> Reply {
+        keyed_reply(vec![(
+            Reply::str(key),
+            Reply::Array(vec![Reply::Array(vec![
+                Reply::bulk(format!("{id}-0")),
+                Reply::Array(vec![Reply::str("f"), Reply::str("v")]),
+            ])]),
+        )])
+    }
+
+    #[tokio::test]
+    async fn readers_on_several_keys_are_woken_by_the_key_written() {
+        let (_dir, shared) = shared();
+        let a = spawn_wait(&shared, 1, xread(&[("a", 0), ("b", 0)], 0));
+        let b = spawn_wait(&shared, 2, xread(&[("b", 0)], 0));
+        until_blocked(&shared, 2).await;
+        xadd(&shared, "b", 7);
+        assert_eq!(a.await.unwrap(), entry("b", 7));
+        assert_eq!(b.await.unwrap(), entry("b", 7));
+        assert_eq!(shared.blocking.blocked_clients(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_entry_not_after_the_id_does_not_wake() {
+        let (_dir, shared) = shared();
+        xadd(&shared, "a", 5);
+        let w = spawn_wait(&shared, 1, xread(&[("a", 9)], 0));
+        until_blocked(&shared, 1).await;
+        xadd(&shared, "a", 6);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(shared.blocking.blocked_clients(), 1);
+        xadd(&shared, "a", 10);
+        assert_eq!(w.await.unwrap(), entry("a", 10));
+    }
+
+    #[tokio::test]
+    async fn timeout_replies_nil_array() {
+        let (_dir, shared) = shared();
+        let w = spawn_wait(&shared, 1, xread(&[("a", 0)], 30));
+        assert_eq!(w.await.unwrap(), Reply::NullArray);
+        assert_eq!(shared.blocking.blocked_clients(), 0);
+    }
+
+    #[tokio::test]
+    async fn client_unblock_timeout_and_error() {
+        let (_dir, shared) = shared();
+        let w1 = spawn_wait(&shared, 1, xread(&[("a", 0)], 0));
+        let w2 = spawn_wait(&shared, 2, xread(&[("a", 0)], 0));
+        until_blocked(&shared, 2).await;
+        assert!(shared.blocking.is_blocked(1));
+        assert!(shared.blocking.unblock(1, false));
+        assert!(!shared.blocking.unblock(1, false));
+        assert!(shared.blocking.unblock(2, true));
+        assert!(!shared.blocking.unblock(99, true));
+        assert_eq!(w1.await.unwrap(), Reply::NullArray);
+        assert_eq!(
+            w2.await.unwrap(),
+            Reply::Error("UNBLOCKED client unblocked via CLIENT UNBLOCK".into())
+        );
+        assert_eq!(shared.blocking.blocked_clients(), 0);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_wait_deregisters() {
+        let (_dir, shared) = shared();
+        let w = spawn_wait(&shared, 1, xread(&[("a", 0)], 0));
+        until_blocked(&shared, 1).await;
+        w.abort();
+        let _ = w.await;
+        assert_eq!(shared.blocking.blocked_clients(), 0);
+        assert!(!shared.blocking.is_blocked(1));
+    }
+
+    #[tokio::test]
+    async fn a_write_before_registration_is_not_missed() {
+        let (_dir, shared) = shared();
+        // The command saw nothing after 0-0; the entry lands before `wait` registers.
+        xadd(&shared, "a", 3);
+        let w = spawn_wait(&shared, 1, xread(&[("a", 0)], 0));
+        assert_eq!(w.await.unwrap(), entry("a", 3));
+    }
+}
