@@ -33,6 +33,14 @@ pub struct SegmentIndex {
     pub entries: u64,
     /// Offset of the last index point's record, to decide when the next point is due.
     pub(crate) last_point_offset: Option<u64>,
+    /// Bytes between points for new entries (0 = [`SPACING`]); not persisted.
+    pub(crate) spacing: u64,
+}
+
+/// Point spacing for a segment of `segment_size` bytes: at least 16 points per segment,
+/// at most one per [`SPACING`] bytes.
+pub fn spacing_for(segment_size: u64) -> u64 {
+    (segment_size / 16).clamp(256, SPACING)
 }
 
 impl SegmentIndex {
@@ -41,7 +49,14 @@ impl SegmentIndex {
         self.entries += 1;
         let due = match self.last_point_offset {
             None => true,
-            Some(last) => offset.saturating_sub(last) >= SPACING,
+            Some(last) => {
+                let spacing = if self.spacing == 0 {
+                    SPACING
+                } else {
+                    self.spacing
+                };
+                offset.saturating_sub(last) >= spacing
+            }
         };
         if due {
             self.points.push(IndexPoint { id, offset });
@@ -113,6 +128,7 @@ impl SegmentIndex {
             written,
             entries,
             last_point_offset,
+            spacing: 0,
         })
     }
 

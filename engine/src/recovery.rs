@@ -47,7 +47,10 @@ fn replay(
 ) -> std::io::Result<Replay> {
     let mut r = Replay {
         state: fallback,
-        index: SegmentIndex::default(),
+        index: SegmentIndex {
+            spacing: crate::index::spacing_for(capacity),
+            ..SegmentIndex::default()
+        },
         redo: Vec::new(),
         header_ok: false,
         records: 0,

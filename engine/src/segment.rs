@@ -54,6 +54,7 @@ impl SegmentData {
         let map = file.map(capacity)?;
         let index = SegmentIndex {
             written: header.len() as u64,
+            spacing: crate::index::spacing_for(capacity),
             ..SegmentIndex::default()
         };
         Ok(SegmentData {
