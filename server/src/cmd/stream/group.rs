@@ -3,7 +3,7 @@
 use std::ops::Bound;
 
 use bytes::Bytes;
-use sluice_engine::{ClaimOptions, Delivery, Error, StreamId};
+use sluice_engine::{ClaimOptions, Delivery, Error, Stream, StreamId};
 
 use super::args::{self, int_arg, is, IdForm};
 use super::{engine_error, fields_reply, no_group_for_key, no_key_or_group};
@@ -400,6 +400,35 @@ pub fn parse_group(a: &[Bytes]) -> Result<GroupCommand, Reply> {
     }
 }
 
+/// Whether a group has this consumer (to raise `xgroup-createconsumer` when a read or claim
+/// creates it implicitly, as Redis does).
+pub fn has_consumer(stream: &Stream, group: &[u8], consumer: &[u8]) -> bool {
+    stream
+        .consumers(group)
+        .is_ok_and(|cs| cs.iter().any(|c| c.name == consumer))
+}
+
+/// Raises `xgroup-createconsumer` if `consumer` exists now but did not before.
+pub fn note_created_consumer(
+    ctx: &mut Ctx,
+    key: &Bytes,
+    group: &[u8],
+    consumer: &[u8],
+    existed: bool,
+) {
+    if existed {
+        return;
+    }
+    let db = ctx.db;
+    if ctx
+        .engine
+        .stream(db, key)
+        .is_some_and(|s| has_consumer(s, group, consumer))
+    {
+        ctx.effects.event('t', "xgroup-createconsumer", db, key);
+    }
+}
+
 fn count_reply(n: u64) -> Reply {
     Reply::Int(i64::try_from(n).unwrap_or(i64::MAX))
 }
@@ -532,6 +561,7 @@ pub fn claim(c: Claim, ctx: &mut Ctx) -> Result<Reply, Reply> {
         just_id: a.just_id,
         last_id: a.last_id,
     };
+    let existed = has_consumer(stream, &c.group, &c.consumer);
     let (deliveries, lsn) = stream
         .claim(
             &c.group,
@@ -546,6 +576,7 @@ pub fn claim(c: Claim, ctx: &mut Ctx) -> Result<Reply, Reply> {
             e => engine_error(&e),
         })?;
     ctx.effects.wrote(lsn);
+    note_created_consumer(ctx, &c.key, &c.group, &c.consumer, existed);
     Ok(deliveries_reply(deliveries, a.just_id))
 }
 
@@ -557,6 +588,7 @@ pub fn autoclaim(c: AutoClaim, ctx: &mut Ctx) -> Result<Reply, Reply> {
     if stream.group_info(&c.group).is_none() {
         return Err(nogroup());
     }
+    let existed = has_consumer(stream, &c.group, &c.consumer);
     let (result, lsn) = stream
         .autoclaim(
             &c.group,
@@ -572,6 +604,7 @@ pub fn autoclaim(c: AutoClaim, ctx: &mut Ctx) -> Result<Reply, Reply> {
             e => engine_error(&e),
         })?;
     ctx.effects.wrote(lsn);
+    note_created_consumer(ctx, &c.key, &c.group, &c.consumer, existed);
     Ok(Reply::Array(vec![
         args::id_reply(result.next),
         deliveries_reply(result.claimed, c.just_id),
@@ -614,6 +647,7 @@ pub fn group(c: GroupCommand, ctx: &mut Ctx) -> Result<Reply, Reply> {
                     .map_err(|e| engine_error(&e))?;
                 ctx.effects.wrote(lsn);
                 ctx.effects.touch(db, &key);
+                ctx.effects.event('n', "new", db, &key);
             }
             let stream = ctx.engine.stream_mut(db, &key).ok_or_else(key_required)?;
             let lsn = stream

@@ -391,10 +391,12 @@ fn read_inner(c: Read, ctx: &mut Ctx) -> Result<Outcome, Reply> {
                     ReadId::Id(id) => (GroupStart::History(*id), true),
                     _ => (GroupStart::New, false),
                 };
+                let existed = super::group::has_consumer(stream, group, consumer);
                 let (deliveries, lsn) = stream
                     .read_group(group, consumer, start, count, c.noack, ctx.now_ms)
                     .map_err(|e| engine_error(&e))?;
                 ctx.effects.wrote(lsn);
+                super::group::note_created_consumer(ctx, key, group, consumer, existed);
                 if history || !deliveries.is_empty() {
                     let items = deliveries.iter().map(delivery_reply).collect();
                     served.push((Reply::Bulk(key.clone()), Reply::Array(items)));

@@ -239,6 +239,7 @@ pub fn add(c: Add, ctx: &mut Ctx) -> Result<Reply, Reply> {
             .map_err(|e| engine_error(&e))?;
         ctx.effects.wrote(lsn);
         ctx.effects.touch(db, &c.key);
+        ctx.effects.event('n', "new", db, &c.key);
     }
     let stream = ctx
         .engine
