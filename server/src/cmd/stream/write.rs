@@ -101,7 +101,10 @@ fn parse_trim_args(a: &[Bytes], xadd: bool) -> Result<TrimArgs, Reply> {
             i += 1;
         } else if xadd && is(opt, "nomkstream") {
             nomkstream = true;
-        } else if xadd {
+        } else if !xadd {
+            // XTRIM: anything else is a syntax error at once.
+            return Err(args::syntax());
+        } else {
             let (parsed, seq_given) = args::parse_id_or_auto_seq(opt, 0, IdForm::Strict, true)
                 .ok_or_else(args::invalid_id)?;
             id = Some(if seq_given {
@@ -109,8 +112,6 @@ fn parse_trim_args(a: &[Bytes], xadd: bool) -> Result<TrimArgs, Reply> {
             } else {
                 IdSpec::AutoSeq(parsed.ms)
             });
-            break;
-        } else {
             break;
         }
         i += 1;
@@ -444,8 +445,9 @@ mod tests {
         assert_eq!(t.spec.strategy, TrimStrategy::MinId(StreamId::new(5, 0)));
         assert_eq!(t.spec.limit, Some(3));
         assert_eq!(err(parse_trim(&b("k maxlen 1 x"))), "ERR syntax error");
+        assert_eq!(err(parse_trim(&b("k foo 1"))), "ERR syntax error");
         assert_eq!(
-            err(parse_trim(&b("k foo 1"))),
+            err(parse_trim(&b("k limit 0"))),
             "ERR syntax error, XTRIM must be called with a trimming strategy"
         );
         assert_eq!(err(parse_trim(&b("k maxlen 1 limit"))), "ERR syntax error");
@@ -453,8 +455,9 @@ mod tests {
             err(parse_trim(&b("k maxlen ~ 1 nomkstream"))),
             "ERR syntax error"
         );
+        assert_eq!(err(parse_trim(&b("k limit 5 x"))), "ERR syntax error");
         assert_eq!(
-            err(parse_trim(&b("k limit 5 x"))),
+            err(parse_trim(&b("k limit 5"))),
             "ERR syntax error, LIMIT cannot be used without specifying a trimming strategy"
         );
         assert_eq!(
