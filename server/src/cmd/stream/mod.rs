@@ -331,5 +331,85 @@ mod tests {
             assert!(raw.ends_with(&format!("{last}\\r\\n")), "{cmd}");
             assert!(raw.contains(&format!("{last}-1\\r\\n")), "{cmd}");
         }
+        h.r2("xadd t 1-1 a b");
+        for (cmd, n, first, last) in [
+            ("xread streams s t 0 0", 2500, 1, 2500),
+            ("xread count 1500 streams t s 0 100-1", 1500, 101, 1600),
+        ] {
+            for proto in [crate::reply::Protocol::Resp2, crate::reply::Protocol::Resp3] {
+                let raw = h.raw(cmd, proto);
+                let head = match proto {
+                    crate::reply::Protocol::Resp2 => "*2\\r\\n*2\\r\\n",
+                    crate::reply::Protocol::Resp3 => "%2\\r\\n",
+                };
+                assert!(raw.starts_with(head), "{cmd}: {}", &raw[..40]);
+                assert!(
+                    raw.contains(&format!(
+                        "$1\\r\\ns\\r\\n*{n}\\r\\n*2\\r\\n${}\\r\\n{first}-1\\r\\n",
+                        first.to_string().len() + 2
+                    )),
+                    "{cmd}"
+                );
+                assert!(
+                    raw.contains("$1\\r\\nt\\r\\n*1\\r\\n*2\\r\\n$3\\r\\n1-1\\r\\n"),
+                    "{cmd}"
+                );
+                assert_eq!(raw.matches("-1\\r\\n*2\\r\\n").count(), n + 1, "{cmd}");
+                assert!(
+                    raw.contains(&format!(
+                        "{last}-1\\r\\n*2\\r\\n$1\\r\\nf\\r\\n${}\\r\\n{last}\\r\\n",
+                        last.to_string().len()
+                    )),
+                    "{cmd}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_reply_ignores_later_appends_and_aborts_on_deletes() {
+        use bytes::BytesMut;
+
+        use crate::cmd::Outcome;
+        use crate::reply::Protocol;
+
+        let mut h = Harness::new();
+        for i in 1..=2100 {
+            h.r2(&format!("xadd s {i}-1 f v"));
+        }
+        let Outcome::Chunked(mut c) = h.outcome("xrange s 2 +") else {
+            panic!("expected a chunked reply")
+        };
+        let mut out = BytesMut::new();
+        let mut done = false;
+        let mut calls = 0;
+        while !done {
+            done = c
+                .next_chunk(&mut h.engine, Protocol::Resp2, &mut out)
+                .unwrap();
+            calls += 1;
+            if calls == 1 {
+                h.r2("xadd s 5000-1 f v");
+            }
+        }
+        assert!(out.starts_with(b"*2099\r\n"));
+        assert!(!String::from_utf8_lossy(&out).contains("5000-1"));
+
+        let Outcome::Chunked(mut c) = h.outcome("xrange s - +") else {
+            panic!("expected a chunked reply")
+        };
+        let mut out = BytesMut::new();
+        c.next_chunk(&mut h.engine, Protocol::Resp2, &mut out)
+            .unwrap();
+        assert!(out.starts_with(b"*2101\r\n"));
+        h.r2("xtrim s maxlen 10");
+        let mut result = Ok(false);
+        for _ in 0..10 {
+            result = c.next_chunk(&mut h.engine, Protocol::Resp2, &mut out);
+            if result != Ok(false) {
+                break;
+            }
+        }
+        assert!(result.is_err(), "{result:?}");
     }
 }

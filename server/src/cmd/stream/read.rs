@@ -217,111 +217,199 @@ pub fn range(c: Range, ctx: &mut Ctx) -> Outcome {
     if c.lo > c.hi {
         return Reply::Array(vec![]).into();
     }
-    // Entries added after this call must not leak into a chunked reply: stop at today's top.
-    let hi = c.hi.min(stream.last_id());
     let dir = if c.rev {
         Direction::Backward
     } else {
         Direction::Forward
     };
-    let span = Span { lo: c.lo, hi, dir };
-    let first = match read_slice(ctx.engine, ctx.db, &c.key, span, None, limit.min(CHUNK)) {
-        Ok(Some(entries)) => entries,
-        Ok(None) => vec![],
+    let part = match Part::start(stream, c.key, c.lo, c.hi, dir, limit) {
+        Ok(part) => part,
         Err(e) => return e.into(),
     };
-    if first.len() < CHUNK || limit <= CHUNK {
-        return Reply::Array(first.iter().map(entry_reply).collect()).into();
+    if part.complete() {
+        return Reply::Array(part.first.iter().map(entry_reply).collect()).into();
     }
-    // Large: count the range first (unless it is the whole stream), then stream it out.
-    let whole = stream
-        .first_entry()
-        .ok()
-        .flatten()
-        .is_some_and(|e| c.lo <= e.id)
-        && hi >= stream.last_id();
-    let total = whole.then(|| {
-        usize::try_from(stream.len())
-            .unwrap_or(usize::MAX)
-            .min(limit)
-    });
-    Outcome::Chunked(Box::new(RangeReply {
-        db: ctx.db,
-        key: c.key,
-        span,
-        limit,
-        cursor: first.last().map(|e| e.id),
-        counted: first.len(),
-        total,
-        first,
-        emitted: 0,
-        header_written: false,
-    }))
+    Outcome::Chunked(Box::new(ChunkedEntries::new(ctx.db, false, vec![part])))
 }
 
-/// An XRANGE/XREVRANGE reply produced a chunk at a time (see [`ChunkedReply`]). The element
-/// count must be known before the first byte, so a partial range is counted first, in chunks;
-/// entries deleted by other clients between chunks (so that fewer remain than announced)
-/// abort the reply with an error and the connection closes.
-struct RangeReply {
-    db: sluice_engine::Db,
+/// One key's share of a reply of entries: its bounds, the first chunk read when the command
+/// ran, and (once known) how many entries it will carry.
+struct Part {
     key: Bytes,
     span: Span,
     limit: usize,
-    /// Last ID counted (while counting) or emitted (afterwards).
-    cursor: Option<StreamId>,
-    counted: usize,
-    /// Known once counting is done.
-    total: Option<usize>,
-    /// The first chunk, read by `range`, emitted right after the header.
+    /// Read under the command's lock; emitted first.
     first: Vec<Entry>,
-    emitted: usize,
-    header_written: bool,
+    /// While counting: entries counted and the last ID counted.
+    counted: usize,
+    count_cursor: Option<StreamId>,
+    /// `None` until counted. Set at once when the range fits in the first chunk or covers
+    /// the whole stream.
+    total: Option<usize>,
 }
 
-impl ChunkedReply for RangeReply {
+impl Part {
+    /// Reads the first chunk of `lo..=hi` (capped at the stream's current top, so entries
+    /// added while a chunked reply is written do not leak into it).
+    fn start(
+        stream: &sluice_engine::Stream,
+        key: Bytes,
+        lo: StreamId,
+        hi: StreamId,
+        dir: Direction,
+        limit: usize,
+    ) -> Result<Part, Reply> {
+        let hi = hi.min(stream.last_id());
+        let span = Span { lo, hi, dir };
+        let first = if lo > hi {
+            Vec::new()
+        } else {
+            stream
+                .range(
+                    Bound::Included(lo),
+                    Bound::Included(hi),
+                    limit.min(CHUNK),
+                    dir,
+                )
+                .map_err(|e| engine_error(&e))?
+        };
+        let total = if first.len() < CHUNK || limit <= CHUNK {
+            Some(first.len())
+        } else {
+            let whole = stream
+                .first_entry()
+                .map_err(|e| engine_error(&e))?
+                .is_some_and(|e| lo <= e.id)
+                && hi >= stream.last_id();
+            whole.then(|| {
+                usize::try_from(stream.len())
+                    .unwrap_or(usize::MAX)
+                    .min(limit)
+            })
+        };
+        Ok(Part {
+            key,
+            span,
+            limit,
+            counted: first.len(),
+            count_cursor: first.last().map(|e| e.id),
+            first,
+            total,
+        })
+    }
+
+    /// True when the first chunk is the whole part (no chunked reply needed).
+    fn complete(&self) -> bool {
+        self.total == Some(self.first.len())
+    }
+
+    /// Counts one more slice; sets `total` when done.
+    fn count_more(&mut self, engine: &Engine, db: sluice_engine::Db) -> Result<(), String> {
+        let want = (self.limit - self.counted).min(CHUNK * 4);
+        let slice = read_slice(engine, db, &self.key, self.span, self.count_cursor, want)
+            .map_err(|e| format!("{e:?}"))?
+            .unwrap_or_default();
+        self.counted += slice.len();
+        self.count_cursor = slice.last().map(|e| e.id).or(self.count_cursor);
+        if slice.len() < want || self.counted >= self.limit {
+            self.total = Some(self.counted);
+        }
+        Ok(())
+    }
+}
+
+/// XRANGE/XREVRANGE and XREAD replies produced a chunk at a time (see [`ChunkedReply`]).
+/// Element counts must be known before the first byte, so each part whose size is unknown
+/// is counted first, in chunks. If other clients delete entries between chunks so that
+/// fewer remain than announced, the reply is aborted with an error (the connection closes).
+struct ChunkedEntries {
+    db: sluice_engine::Db,
+    /// XREAD's `key → entries` wrapping (a map in RESP3, `[[key, entries]]` in RESP2).
+    keyed: bool,
+    parts: Vec<Part>,
+    started: bool,
+    /// The part being written, whether its headers are out, and its progress.
+    current: usize,
+    part_started: bool,
+    emitted: usize,
+    cursor: Option<StreamId>,
+}
+
+impl ChunkedEntries {
+    fn new(db: sluice_engine::Db, keyed: bool, parts: Vec<Part>) -> Self {
+        ChunkedEntries {
+            db,
+            keyed,
+            parts,
+            started: false,
+            current: 0,
+            part_started: false,
+            emitted: 0,
+            cursor: None,
+        }
+    }
+}
+
+impl ChunkedReply for ChunkedEntries {
     fn next_chunk(
         &mut self,
         engine: &mut Engine,
         proto: Protocol,
         out: &mut BytesMut,
     ) -> Result<bool, String> {
-        let Some(total) = self.total else {
-            let want = (self.limit - self.counted).min(CHUNK * 4);
-            let slice = read_slice(engine, self.db, &self.key, self.span, self.cursor, want)
-                .map_err(|e| format!("{e:?}"))?
-                .unwrap_or_default();
-            self.counted += slice.len();
-            self.cursor = slice.last().map(|e| e.id).or(self.cursor);
-            if slice.len() < want || self.counted >= self.limit {
-                self.total = Some(self.counted);
-            }
+        if let Some(part) = self.parts.iter_mut().find(|p| p.total.is_none()) {
+            part.count_more(engine, self.db)?;
             return Ok(false);
+        }
+        if !self.started {
+            self.started = true;
+            if self.keyed {
+                match proto {
+                    Protocol::Resp2 => encode_array_header(out, self.parts.len()),
+                    Protocol::Resp3 => {
+                        crate::reply::encode_map_header(proto, out, self.parts.len())
+                    }
+                }
+            }
+        }
+        let Some(part) = self.parts.get_mut(self.current) else {
+            return Ok(true);
         };
-        if !self.header_written {
+        let total = part.total.unwrap_or(0);
+        if !self.part_started {
+            self.part_started = true;
+            if self.keyed {
+                if proto == Protocol::Resp2 {
+                    encode_array_header(out, 2);
+                }
+                Reply::Bulk(part.key.clone()).encode(proto, out);
+            }
             encode_array_header(out, total);
-            self.header_written = true;
-            let first = std::mem::take(&mut self.first);
+            let first = std::mem::take(&mut part.first);
             for e in first.iter().take(total) {
                 entry_reply(e).encode(proto, out);
             }
             self.emitted = first.len().min(total);
             self.cursor = first.last().map(|e| e.id);
-            return Ok(self.emitted >= total);
+        } else {
+            let want = (total - self.emitted).min(CHUNK);
+            let slice = read_slice(engine, self.db, &part.key, part.span, self.cursor, want)
+                .map_err(|e| format!("{e:?}"))?
+                .unwrap_or_default();
+            if slice.is_empty() {
+                return Err("stream changed during a chunked reply".into());
+            }
+            for e in &slice {
+                entry_reply(e).encode(proto, out);
+            }
+            self.emitted += slice.len();
+            self.cursor = slice.last().map(|e| e.id);
         }
-        let want = (total - self.emitted).min(CHUNK);
-        let slice = read_slice(engine, self.db, &self.key, self.span, self.cursor, want)
-            .map_err(|e| format!("{e:?}"))?
-            .unwrap_or_default();
-        if slice.is_empty() {
-            return Err("stream changed during a chunked range reply".into());
+        if self.emitted >= total {
+            self.current += 1;
+            self.part_started = false;
         }
-        for e in &slice {
-            entry_reply(e).encode(proto, out);
-        }
-        self.emitted += slice.len();
-        self.cursor = slice.last().map(|e| e.id);
-        Ok(self.emitted >= total)
+        Ok(self.current >= self.parts.len())
     }
 }
 
@@ -381,6 +469,7 @@ fn read_inner(c: Read, ctx: &mut Ctx) -> Result<Outcome, Reply> {
     }
     let count = (c.count > 0).then_some(c.count);
     let mut served = Vec::new();
+    let mut parts = Vec::new();
     for (key, id) in &resolved {
         match &c.group {
             Some((group, consumer)) => {
@@ -407,25 +496,34 @@ fn read_inner(c: Read, ctx: &mut Ctx) -> Result<Outcome, Reply> {
                 let Some(stream) = ctx.engine.stream(db, key) else {
                     continue;
                 };
-                if stream.last_id() <= *after {
+                let Some(lo) = after.next() else { continue };
+                if stream.last_id() < lo {
                     continue;
                 }
-                let entries = stream
-                    .range(
-                        Bound::Excluded(*after),
-                        Bound::Unbounded,
-                        count.unwrap_or(usize::MAX),
-                        Direction::Forward,
-                    )
-                    .map_err(|e| engine_error(&e))?;
-                if !entries.is_empty() {
-                    served.push((
-                        Reply::Bulk(key.clone()),
-                        Reply::Array(entries.iter().map(entry_reply).collect()),
-                    ));
+                let part = Part::start(
+                    stream,
+                    key.clone(),
+                    lo,
+                    StreamId::MAX,
+                    Direction::Forward,
+                    count.unwrap_or(usize::MAX),
+                )?;
+                if !part.first.is_empty() {
+                    parts.push(part);
                 }
             }
         }
+    }
+    if !parts.iter().all(Part::complete) {
+        return Ok(Outcome::Chunked(Box::new(ChunkedEntries::new(
+            db, true, parts,
+        ))));
+    }
+    for part in parts {
+        served.push((
+            Reply::Bulk(part.key),
+            Reply::Array(part.first.iter().map(entry_reply).collect()),
+        ));
     }
     if !served.is_empty() {
         return Ok(keyed_reply(served).into());
