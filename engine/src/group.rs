@@ -23,6 +23,8 @@
 //!   journal exceeds 1 MiB and twice the checkpoint, a new checkpoint is written atomically
 //!   (temp file, fsync, rename, fsync dir) and the journal restarts, so disk use and recovery
 //!   time follow the live state, not the history of acknowledgements.
+//! - `group/engine_io.rs`: the store's file operations over the engine's `Vfs`, with journal
+//!   appends joining the engine's group commit (and a failed write poisoning the engine).
 //!
 //! # Durability
 //! Every change (create, setid, destroy, consumer create/delete, delivery, history re-delivery,
@@ -51,16 +53,11 @@
 //! reported as corruption. A checkpoint that fails its CRC is an error, never silently ignored.
 //! Tests: `group::store::tests` (model with reopen, journal cuts and bit flips, lost tails).
 
-// Recovery (`GroupStore::open`) is called from the engine's stream open, wired at merge.
-#[allow(dead_code)]
 mod checkpoint;
-#[allow(dead_code)]
 mod codec;
-#[allow(dead_code)]
+pub(crate) mod engine_io;
 mod record;
-#[allow(dead_code)]
 pub(crate) mod state;
-#[allow(dead_code)]
 pub(crate) mod store;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -336,29 +333,73 @@ impl Stream {
     }
 }
 
-// Seam to the stream storage; filled in when the engine core lands.
 impl Stream {
     fn group_store(&self) -> &store::GroupStore {
-        todo!("engine: stream owns its GroupStore")
+        &self.groups
     }
 
     fn group_store_mut(&mut self) -> Result<&mut store::GroupStore> {
-        todo!("engine: stream owns its GroupStore")
+        self.durability().check()?;
+        Ok(&mut self.groups)
+    }
+
+    /// A group store with no groups yet for a stream being assembled in `dir`.
+    pub(crate) fn empty_groups(
+        ctx: &crate::stream::Ctx,
+        dir: &std::path::Path,
+    ) -> store::GroupStore {
+        store::GroupStore::empty(
+            dir,
+            Box::new(engine_io::EngineIo::new(
+                ctx.vfs.clone(),
+                ctx.durability.clone(),
+            )),
+        )
+    }
+
+    /// Recovery hook, run once the stream's tail is recovered: loads the checkpoint, replays
+    /// the journal (cutting a torn tail), clamps to the recovered stream and reports.
+    pub(crate) fn recover_groups(&mut self, report: &mut crate::RecoveryReport) -> Result<()> {
+        let io = Box::new(engine_io::EngineIo::new(
+            self.vfs().clone(),
+            self.durability().clone(),
+        ));
+        let facts = self.group_facts();
+        let (groups, rec) = store::GroupStore::open(self.dir(), io, &facts)?;
+        self.groups = groups;
+        report.bytes_truncated += rec.bytes_truncated;
+        report.records_truncated += rec.records_truncated;
+        report.corruptions.extend(rec.corruptions);
+        let name = self.dir().display().to_string();
+        report
+            .group_clamps
+            .extend(rec.clamps.into_iter().map(|c| format!("{name}: {c}")));
+        Ok(())
     }
 }
 
 impl EntrySource for Stream {
     fn facts(&self) -> StreamFacts {
-        todo!("engine: stream facts")
+        let meta = self.meta();
+        StreamFacts {
+            last_id: meta.last_generated_id,
+            entries_added: meta.entries_added,
+            max_deleted_id: meta.max_deleted_entry_id,
+            first_id: meta.recorded_first_entry_id,
+            length: meta.length,
+        }
     }
 
     fn get(&self, id: StreamId) -> Result<Option<Vec<(Bytes, Bytes)>>> {
-        let _ = id;
-        todo!("engine: get")
+        Ok(Stream::get(self, id)?.map(|e| e.fields))
     }
 
     fn after(&self, after: StreamId, count: usize) -> Result<Vec<crate::Entry>> {
-        let _ = (after, count);
-        todo!("engine: range")
+        self.range(
+            Bound::Excluded(after),
+            Bound::Unbounded,
+            count,
+            crate::Direction::Forward,
+        )
     }
 }

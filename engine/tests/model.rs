@@ -384,7 +384,7 @@ proptest! {
 #[test]
 fn model_test_reaches_multiple_segments() {
     let mut ops = Vec::new();
-    for i in 0..200 {
+    for i in 0..200u64 {
         ops.push(Op::Add {
             spec: IdArg::After(1, 0),
             now: 0,

@@ -193,10 +193,6 @@ impl<T> Planned<T> {
 }
 
 impl GroupSet {
-    pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
-    }
-
     fn group(&self, name: &[u8]) -> Result<&Group> {
         self.groups.get(name).ok_or(Error::NoGroup)
     }
@@ -798,11 +794,6 @@ impl GroupSet {
             }
         }
         notes
-    }
-
-    /// Number of PEL entries over all groups (for sizing checkpoints).
-    pub fn pending_total(&self) -> u64 {
-        self.groups.values().map(|g| g.pel.len() as u64).sum()
     }
 }
 

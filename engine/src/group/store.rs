@@ -8,14 +8,12 @@
 //! a journal whose epoch differs from the checkpoint's is stale (its changes are all in the
 //! checkpoint) and is discarded. Disk use and recovery time thus follow the live state.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::checkpoint;
 use super::record::{self, Decode, Record};
 use super::state::{Change, GroupSet, StreamFacts};
-use crate::{Error, FsyncPolicy, Lsn, Result};
+use crate::{Error, Lsn, Result};
 
 pub(crate) const JOURNAL_FILE: &str = "groups.journal";
 pub(crate) const CHECKPOINT_FILE: &str = "groups.ckpt";
@@ -23,7 +21,7 @@ pub(crate) const CHECKPOINT_FILE: &str = "groups.ckpt";
 pub(crate) const COMPACT_MIN: u64 = 1 << 20;
 
 /// File operations the group store needs; the engine provides its durability machinery here.
-pub(crate) trait GroupIo: Send {
+pub(crate) trait GroupIo: Send + Sync {
     /// The whole file, or `None` if it does not exist.
     fn read(&mut self, path: &Path) -> Result<Option<Vec<u8>>>;
     /// Appends to `path` (creating it); the returned Lsn is acknowledgeable once the bytes are
@@ -33,107 +31,6 @@ pub(crate) trait GroupIo: Send {
     fn truncate(&mut self, path: &Path, len: u64) -> Result<()>;
     /// Replaces `path` atomically and durably: temp file, fsync, rename, fsync dir.
     fn rewrite(&mut self, path: &Path, bytes: &[u8]) -> Result<Lsn>;
-}
-
-/// [`GroupIo`] over std::fs that fsyncs itself under `always` (used until a store is attached
-/// to the engine's group commit, and by tests).
-pub(crate) struct StdIo {
-    policy: FsyncPolicy,
-    next_lsn: u64,
-    open: Option<(PathBuf, File)>,
-}
-
-impl StdIo {
-    pub fn new(policy: FsyncPolicy) -> Self {
-        StdIo {
-            policy,
-            next_lsn: 1,
-            open: None,
-        }
-    }
-
-    fn lsn(&mut self) -> Lsn {
-        let l = Lsn(self.next_lsn);
-        self.next_lsn += 1;
-        l
-    }
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("fsync dir {}", dir.display()), e))
-}
-
-fn parent(path: &Path) -> &Path {
-    path.parent().unwrap_or(Path::new("."))
-}
-
-impl GroupIo for StdIo {
-    fn read(&mut self, path: &Path) -> Result<Option<Vec<u8>>> {
-        match fs::read(path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
-        }
-    }
-
-    fn append(&mut self, path: &Path, bytes: &[u8]) -> Result<Lsn> {
-        let ctx = || format!("append {}", path.display());
-        if self.open.as_ref().map(|(p, _)| p.as_path()) != Some(path) {
-            let existed = path.exists();
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| Error::io(ctx(), e))?;
-            if !existed {
-                sync_dir(parent(path))?;
-            }
-            self.open = Some((path.to_path_buf(), f));
-        }
-        let Some((_, f)) = self.open.as_mut() else {
-            return Err(Error::io(ctx(), std::io::Error::other("journal not open")));
-        };
-        f.write_all(bytes).map_err(|e| Error::io(ctx(), e))?;
-        if self.policy == FsyncPolicy::Always {
-            f.sync_data().map_err(|e| Error::io(ctx(), e))?;
-        }
-        Ok(self.lsn())
-    }
-
-    fn truncate(&mut self, path: &Path, len: u64) -> Result<()> {
-        self.open = None;
-        let ctx = || format!("truncate {}", path.display());
-        let f = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io(ctx(), e))?;
-        f.set_len(len).map_err(|e| Error::io(ctx(), e))?;
-        f.sync_all().map_err(|e| Error::io(ctx(), e))
-    }
-
-    fn rewrite(&mut self, path: &Path, bytes: &[u8]) -> Result<Lsn> {
-        if self.open.as_ref().map(|(p, _)| p.as_path()) == Some(path) {
-            self.open = None;
-        }
-        write_atomic(path, bytes)?;
-        Ok(self.lsn())
-    }
-}
-
-/// Temp file in the same directory, fsync, rename over `path`, fsync the directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let ctx = |what: &str| format!("{what} {}", tmp.display());
-    let mut f = File::create(&tmp).map_err(|e| Error::io(ctx("create"), e))?;
-    f.write_all(bytes).map_err(|e| Error::io(ctx("write"), e))?;
-    f.sync_all().map_err(|e| Error::io(ctx("fsync"), e))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| Error::io(ctx("rename"), e))?;
-    sync_dir(parent(path))
 }
 
 /// What recovering one stream's groups found and repaired.
@@ -160,6 +57,20 @@ pub(crate) struct GroupStore {
 }
 
 impl GroupStore {
+    /// A store with no groups and no files yet (a new stream); files appear on first change.
+    pub fn empty(dir: &Path, io: Box<dyn GroupIo>) -> GroupStore {
+        GroupStore {
+            set: GroupSet::default(),
+            dir: dir.to_path_buf(),
+            io,
+            epoch: 0,
+            journal_len: 0,
+            checkpoint_len: 0,
+            last_lsn: Lsn::default(),
+            compact_min: COMPACT_MIN,
+        }
+    }
+
     /// Loads the checkpoint, replays the journal up to its first invalid record (cutting the
     /// tail there), then clamps the state to `facts` — the stream as it was recovered.
     pub fn open(
@@ -241,22 +152,15 @@ impl GroupStore {
         &self.set
     }
 
-    /// Lsn of the last write handed out (acknowledging a no-op waits for nothing newer).
-    pub fn last_lsn(&self) -> Lsn {
-        self.last_lsn
-    }
-
     /// Checkpoint generation the current journal continues.
+    #[cfg(test)]
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
 
+    #[cfg(test)]
     pub fn journal_len(&self) -> u64 {
         self.journal_len
-    }
-
-    pub fn checkpoint_len(&self) -> u64 {
-        self.checkpoint_len
     }
 
     /// The stream's directory moved (RENAME): later writes go to the new place.

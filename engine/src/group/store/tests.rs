@@ -5,15 +5,19 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::*;
+use crate::durability::Durability;
+use crate::group::engine_io::EngineIo;
 use crate::group::state::{EntrySource, GroupSet};
 use crate::group::testutil::MemStream;
 use crate::group::{ClaimOptions, Delivery, GroupStart};
-use crate::StreamId;
+use crate::io::{OsVfs, Vfs};
+use crate::{FsyncPolicy, StreamId};
 
 const GROUPS: [&str; 2] = ["g1", "g2"];
 const CONSUMERS: [&str; 3] = ["a", "b", "c"];
@@ -510,9 +514,14 @@ fn project_model(m: &BTreeMap<String, MGroup>) -> Projection {
         .collect()
 }
 
+fn test_io() -> Box<dyn GroupIo> {
+    let vfs: Arc<dyn Vfs> = Arc::new(OsVfs);
+    let durability = Durability::new(vfs.clone(), FsyncPolicy::No);
+    Box::new(EngineIo::new(vfs, durability))
+}
+
 fn open(dir: &Path, s: &MemStream, compact_min: u64) -> (GroupStore, GroupRecovery) {
-    let (mut store, report) =
-        GroupStore::open(dir, Box::new(StdIo::new(FsyncPolicy::No)), &s.facts()).unwrap();
+    let (mut store, report) = GroupStore::open(dir, test_io(), &s.facts()).unwrap();
     store.compact_min = compact_min;
     (store, report)
 }
@@ -812,10 +821,6 @@ fn damaged_checkpoint_is_reported_as_corruption() {
     let last = b.len() - 1;
     b[last] ^= 0xff;
     std::fs::write(&path, b).unwrap();
-    let r = GroupStore::open(
-        dir.path(),
-        Box::new(StdIo::new(FsyncPolicy::No)),
-        &s.facts(),
-    );
+    let r = GroupStore::open(dir.path(), test_io(), &s.facts());
     assert!(matches!(r, Err(Error::Corruption { .. })));
 }
