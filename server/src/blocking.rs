@@ -19,7 +19,7 @@ use bytes::Bytes;
 use sluice_engine::{Db, Direction, Engine, GroupStart, Lsn, StreamId};
 use tokio::sync::oneshot;
 
-use crate::cmd::stream::read::{delivery_reply, keyed_reply};
+use crate::cmd::stream::read::{delivery_reply, has_new_entries, keyed_reply};
 use crate::cmd::stream::{engine_error, entry_reply};
 use crate::cmd::{Effects, Outcome};
 use crate::reply::Reply;
@@ -304,13 +304,15 @@ fn try_serve(
                     "UNBLOCKED the stream key no longer exists".into(),
                 )));
             };
-            let Some(info) = stream.group_info(&g.group) else {
+            if stream.group_info(&g.group).is_none() {
                 return Some(failed(Reply::Error(
                     "NOGROUP the consumer group this client was blocked on no longer exists".into(),
                 )));
-            };
-            if info.last_delivered_id >= stream.last_id() {
-                return None;
+            }
+            match has_new_entries(stream, &g.group) {
+                Ok(false) => return None,
+                Ok(true) => {}
+                Err(e) => return Some(failed(engine_error(&e))),
             }
             match stream.read_group(
                 &g.group,
@@ -532,5 +534,102 @@ mod tests {
         xadd(&shared, "a", 3);
         let w = spawn_wait(&shared, 1, xread(&[("a", 0)], 0));
         assert_eq!(w.await.unwrap(), entry("a", 3));
+    }
+
+    fn xreadgroup(key: &'static str, consumer: &'static str) -> BlockRequest {
+        BlockRequest {
+            keys: vec![(Bytes::from(key), StreamId::MAX)],
+            group: Some(GroupTarget {
+                group: Bytes::from("g"),
+                consumer: Bytes::from(consumer),
+                noack: false,
+            }),
+            count: 0,
+            timeout_ms: 0,
+        }
+    }
+
+    fn with_group(shared: &Shared, key: &'static str) {
+        let mut engine = shared.engine();
+        let (s, _) = engine.create_stream(0, key.as_bytes()).unwrap();
+        s.create_group(b"g", StreamId::MIN, None).unwrap();
+    }
+
+    #[tokio::test]
+    async fn group_readers_are_served_first_come_first_served() {
+        let (_dir, shared) = shared();
+        with_group(&shared, "s");
+        let first = spawn_wait(&shared, 1, xreadgroup("s", "c1"));
+        until_blocked(&shared, 1).await;
+        let second = spawn_wait(&shared, 2, xreadgroup("s", "c2"));
+        until_blocked(&shared, 2).await;
+        xadd(&shared, "s", 1);
+        assert_eq!(first.await.unwrap(), entry("s", 1));
+        // The entry went to c1: c2 keeps waiting until the next one.
+        assert_eq!(shared.blocking.blocked_clients(), 1);
+        assert!(shared.blocking.is_blocked(2));
+        xadd(&shared, "s", 2);
+        assert_eq!(second.await.unwrap(), entry("s", 2));
+        let engine = shared.engine();
+        let pending = engine
+            .stream(0, b"s")
+            .unwrap()
+            .pending_summary(b"g")
+            .unwrap();
+        assert_eq!(pending.count, 2);
+    }
+
+    #[tokio::test]
+    async fn deleting_the_key_or_destroying_the_group_wakes_group_readers() {
+        let (_dir, shared) = shared();
+        with_group(&shared, "a");
+        with_group(&shared, "b");
+        let on_a = spawn_wait(&shared, 1, xreadgroup("a", "c"));
+        let on_b = spawn_wait(&shared, 2, xreadgroup("b", "c"));
+        let plain = spawn_wait(&shared, 3, xread(&[("a", 0)], 0));
+        until_blocked(&shared, 3).await;
+        shared.engine().remove_stream(0, b"a").unwrap();
+        shared
+            .blocking
+            .keys_touched(&shared.engine, &[(0, Bytes::from("a"))], &[]);
+        assert_eq!(
+            on_a.await.unwrap(),
+            Reply::Error("UNBLOCKED the stream key no longer exists".into())
+        );
+        // XREAD readers stay blocked on a deleted key, as in Redis.
+        assert!(shared.blocking.is_blocked(3));
+        shared
+            .engine()
+            .stream_mut(0, b"b")
+            .unwrap()
+            .destroy_group(b"g")
+            .unwrap();
+        shared
+            .blocking
+            .keys_touched(&shared.engine, &[(0, Bytes::from("b"))], &[]);
+        assert_eq!(
+            on_b.await.unwrap(),
+            Reply::Error(
+                "NOGROUP the consumer group this client was blocked on no longer exists".into()
+            )
+        );
+        // ...and are served once the key is written again.
+        xadd(&shared, "a", 4);
+        assert_eq!(plain.await.unwrap(), entry("a", 4));
+        assert_eq!(shared.blocking.blocked_clients(), 0);
+    }
+
+    #[tokio::test]
+    async fn flushing_the_database_wakes_group_readers() {
+        let (_dir, shared) = shared();
+        with_group(&shared, "a");
+        let w = spawn_wait(&shared, 1, xreadgroup("a", "c"));
+        until_blocked(&shared, 1).await;
+        shared.engine().flush_db(0).unwrap();
+        shared.blocking.keys_touched(&shared.engine, &[], &[0]);
+        assert_eq!(
+            w.await.unwrap(),
+            Reply::Error("UNBLOCKED the stream key no longer exists".into())
+        );
     }
 }

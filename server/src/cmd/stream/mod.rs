@@ -278,7 +278,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs consumer groups in the engine (branch groups)"]
     fn xinfo_stream_resp3() {
         let mut h = Harness::new();
         h.r2("xadd s 1-1 a b");

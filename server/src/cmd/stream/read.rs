@@ -413,6 +413,23 @@ impl ChunkedReply for ChunkedEntries {
     }
 }
 
+/// Whether the stream has a live entry after the group's last-delivered ID (what `>` would
+/// read).
+pub fn has_new_entries(
+    stream: &sluice_engine::Stream,
+    group: &[u8],
+) -> Result<bool, sluice_engine::Error> {
+    let Some(info) = stream.group_info(group) else {
+        return Ok(false);
+    };
+    if stream.last_id() <= info.last_delivered_id {
+        return Ok(false);
+    }
+    Ok(stream
+        .last_entry()?
+        .is_some_and(|e| e.id > info.last_delivered_id))
+}
+
 /// An XREADGROUP entry: `[id, [field, value, ...]]`, or `[id, nil]` if it was deleted.
 pub fn delivery_reply(d: &Delivery) -> Reply {
     match &d.fields {
@@ -480,6 +497,10 @@ fn read_inner(c: Read, ctx: &mut Ctx) -> Result<Outcome, Reply> {
                     ReadId::Id(id) => (GroupStart::History(*id), true),
                     _ => (GroupStart::New, false),
                 };
+                // Redis touches the consumer (creating it) only when it serves this key.
+                if !history && !has_new_entries(stream, group).map_err(|e| engine_error(&e))? {
+                    continue;
+                }
                 let existed = super::group::has_consumer(stream, group, consumer);
                 let (deliveries, lsn) = stream
                     .read_group(group, consumer, start, count, c.noack, ctx.now_ms)

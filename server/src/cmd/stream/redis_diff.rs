@@ -179,7 +179,6 @@ fn stream_errors_script() {
 }
 
 #[test]
-#[ignore = "needs consumer groups in the engine (branch groups)"]
 fn groups_script() {
     run_script(
         "groups",
@@ -188,7 +187,6 @@ fn groups_script() {
 }
 
 #[test]
-#[ignore = "needs consumer groups in the engine (branch groups)"]
 fn group_errors_script() {
     run_script(
         "group_errors",
