@@ -21,8 +21,10 @@ use crate::config::Config;
 
 /// Everything connections share.
 pub struct Shared {
-    /// The storage engine; see the module docs for the locking rule.
-    pub engine: Mutex<Engine>,
+    /// The storage engine; lock it with [`Shared::engine`]. `None` only inside DEBUG RELOAD,
+    /// which holds the lock while the engine is closed and reopened (and exits the process if
+    /// reopening fails), so no other locker ever observes `None`.
+    pub engine: Mutex<Option<Engine>>,
     /// The engine's durability tracker (replaced by DEBUG RELOAD along with the engine).
     pub durability: Mutex<Arc<Durability>>,
     /// The greatest durable Lsn, published by the engine's sync thread.
@@ -111,7 +113,7 @@ impl Shared {
         let durability = engine.durability();
         let (durable, _) = watch::channel(Lsn(0));
         let shared = Arc::new(Shared {
-            engine: Mutex::new(engine),
+            engine: Mutex::new(Some(engine)),
             durability: Mutex::new(durability.clone()),
             durable,
             config: RwLock::new(config),
@@ -146,12 +148,29 @@ impl Shared {
     }
 
     /// Locks the engine for one command or transaction.
-    pub fn engine(&self) -> MutexGuard<'_, Engine> {
-        lock(&self.engine)
+    pub fn engine(&self) -> EngineGuard<'_> {
+        EngineGuard(lock(&self.engine))
     }
 
     /// A snapshot of the configuration.
     pub fn config(&self) -> std::sync::RwLockReadGuard<'_, Config> {
         self.config.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The locked engine. Derefs to [`Engine`].
+pub struct EngineGuard<'a>(pub MutexGuard<'a, Option<Engine>>);
+
+impl std::ops::Deref for EngineGuard<'_> {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        // DEBUG RELOAD puts an engine back (or exits) before releasing the lock.
+        self.0.as_ref().expect("engine present outside DEBUG RELOAD")
+    }
+}
+
+impl std::ops::DerefMut for EngineGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Engine {
+        self.0.as_mut().expect("engine present outside DEBUG RELOAD")
     }
 }

@@ -104,6 +104,23 @@ pub fn syntax_error() -> Reply {
     Reply::err("syntax error")
 }
 
+/// Maps an engine error to its generic reply: MISCONF for a poisoned engine, `ERR <text>`
+/// otherwise. Families map client-caused errors with context (NOGROUP, ...) themselves.
+pub fn engine_error(e: &sluice_engine::Error) -> Reply {
+    match e {
+        sluice_engine::Error::Poisoned(why) => misconf(why),
+        sluice_engine::Error::BusyGroup => {
+            Reply::Error("BUSYGROUP Consumer Group name already exists".to_string())
+        }
+        other => Reply::err(other),
+    }
+}
+
+/// The error for writes refused after a failed fsync, worded as Redis' AOF write error.
+pub fn misconf(why: &str) -> Reply {
+    Reply::Error(format!("MISCONF Errors writing to the AOF file: {why}"))
+}
+
 /// What a command execution may use: the engine (locked), and who is asking.
 pub struct Ctx<'a> {
     /// The engine, locked for the duration of the command (and of a whole EXEC).
