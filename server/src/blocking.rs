@@ -121,7 +121,7 @@ impl Registry {
 
     /// Called after every command that modified keys, with the engine lock NOT held: serves
     /// readers blocked on them, in arrival order. `flushed` databases count as wholly touched.
-    pub fn keys_touched(&self, engine: &Mutex<Engine>, touched: &[(Db, Bytes)], flushed: &[Db]) {
+    pub fn keys_touched(&self, shared: &Shared, touched: &[(Db, Bytes)], flushed: &[Db]) {
         if self.blocked_clients() == 0 || (touched.is_empty() && flushed.is_empty()) {
             return;
         }
@@ -132,7 +132,7 @@ impl Registry {
             return;
         }
         // Lock order: engine, then registry (as in `wait`).
-        let mut engine = lock(engine);
+        let mut engine = shared.engine();
         let mut inner = lock(&self.inner);
         let now_ms = now_ms();
         for (ticket, key) in self.candidates(&inner, touched, flushed) {
@@ -359,7 +359,7 @@ pub async fn wait(
     let _guard = Deregister { registry, ticket };
     // A write may have landed between the command and the registration: serve the queues of
     // our keys once now (earlier waiters first).
-    registry.keys_touched(&shared.engine, &keys, &[]);
+    registry.keys_touched(shared, &keys, &[]);
     let got = if timeout_ms == 0 {
         (&mut rx).await.ok()
     } else {
@@ -414,7 +414,7 @@ mod tests {
         }
         shared
             .blocking
-            .keys_touched(&shared.engine, &[(0, Bytes::from(key))], &[]);
+            .keys_touched(shared, &[(0, Bytes::from(key))], &[]);
     }
 
     fn xread(keys: &[(&'static str, u64)], timeout_ms: u64) -> BlockRequest {
@@ -591,7 +591,7 @@ mod tests {
         shared.engine().remove_stream(0, b"a").unwrap();
         shared
             .blocking
-            .keys_touched(&shared.engine, &[(0, Bytes::from("a"))], &[]);
+            .keys_touched(&shared, &[(0, Bytes::from("a"))], &[]);
         assert_eq!(
             on_a.await.unwrap(),
             Reply::Error("UNBLOCKED the stream key no longer exists".into())
@@ -606,7 +606,7 @@ mod tests {
             .unwrap();
         shared
             .blocking
-            .keys_touched(&shared.engine, &[(0, Bytes::from("b"))], &[]);
+            .keys_touched(&shared, &[(0, Bytes::from("b"))], &[]);
         assert_eq!(
             on_b.await.unwrap(),
             Reply::Error(
@@ -626,7 +626,7 @@ mod tests {
         let w = spawn_wait(&shared, 1, xreadgroup("a", "c"));
         until_blocked(&shared, 1).await;
         shared.engine().flush_db(0).unwrap();
-        shared.blocking.keys_touched(&shared.engine, &[], &[0]);
+        shared.blocking.keys_touched(&shared, &[], &[0]);
         assert_eq!(
             w.await.unwrap(),
             Reply::Error("UNBLOCKED the stream key no longer exists".into())

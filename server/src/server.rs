@@ -165,12 +165,16 @@ impl std::ops::Deref for EngineGuard<'_> {
     type Target = Engine;
     fn deref(&self) -> &Engine {
         // DEBUG RELOAD puts an engine back (or exits) before releasing the lock.
-        self.0.as_ref().expect("engine present outside DEBUG RELOAD")
+        self.0
+            .as_ref()
+            .expect("engine present outside DEBUG RELOAD")
     }
 }
 
 impl std::ops::DerefMut for EngineGuard<'_> {
     fn deref_mut(&mut self) -> &mut Engine {
-        self.0.as_mut().expect("engine present outside DEBUG RELOAD")
+        self.0
+            .as_mut()
+            .expect("engine present outside DEBUG RELOAD")
     }
 }

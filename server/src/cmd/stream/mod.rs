@@ -94,15 +94,11 @@ pub fn execute(cmd: StreamCommand, ctx: &mut Ctx) -> Outcome {
     Outcome::Reply(result.unwrap_or_else(|e| e))
 }
 
-/// The reply for an engine error a client can cause, with Redis' wording.
+/// The reply for an engine error, with Redis' wording for those a client can cause.
 pub fn engine_error(e: &Error) -> Reply {
     match e {
-        Error::BusyGroup => Reply::Error("BUSYGROUP Consumer Group name already exists".into()),
         Error::NoGroup => Reply::Error("NOGROUP No such consumer group".into()),
-        Error::Poisoned(why) => Reply::Error(format!(
-            "MISCONF Errors writing to disk, writes are refused until restart: {why}"
-        )),
-        other => Reply::err(other),
+        other => super::engine_error(other),
     }
 }
 
