@@ -310,7 +310,7 @@ pub fn setid(c: SetId, ctx: &mut Ctx) -> Result<Reply, Reply> {
         .set_id(c.last_id, c.entries_added, c.max_deleted)
         .map_err(|e| engine_error(&e))?;
     ctx.effects.wrote(lsn);
-    ctx.effects.touch(db, &c.key);
+    // Redis 7.0 does not signal XSETID as a key modification (WATCH stays valid).
     ctx.effects.event('t', "xsetid", db, &c.key);
     Ok(Reply::Ok)
 }
