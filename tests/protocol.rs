@@ -13,7 +13,9 @@ fn pipelined_requests_are_answered_in_order() {
     let mut c = s.raw();
     let mut req = Vec::new();
     for i in 0..1000 {
-        req.extend_from_slice(format!("*2\r\n$4\r\nECHO\r\n${}\r\n{i}\r\n", i.to_string().len()).as_bytes());
+        req.extend_from_slice(
+            format!("*2\r\n$4\r\nECHO\r\n${}\r\n{i}\r\n", i.to_string().len()).as_bytes(),
+        );
     }
     req.extend_from_slice(b"PING\r\n");
     c.send(&req);
@@ -45,7 +47,10 @@ fn inline_commands_with_quotes() {
     assert_eq!(c.reply(), "$4\r\nit's\r\n");
     c.send(b"ECHO \"unterminated\r\n");
     let (text, closed) = c.read_to_close();
-    assert_eq!(text, "-ERR Protocol error: unbalanced quotes in request\r\n");
+    assert_eq!(
+        text,
+        "-ERR Protocol error: unbalanced quotes in request\r\n"
+    );
     assert!(closed);
 }
 
@@ -62,10 +67,16 @@ fn resp3_after_hello_3() {
         c.cmd("CONFIG GET appendfsync"),
         "%1\r\n$11\r\nappendfsync\r\n$8\r\neverysec\r\n"
     );
-    assert!(c.cmd("CLIENT INFO").starts_with("="), "verbatim string in RESP3");
+    assert!(
+        c.cmd("CLIENT INFO").starts_with("="),
+        "verbatim string in RESP3"
+    );
     assert_eq!(c.cmd("HELLO 2").chars().next(), Some('*'));
     assert_eq!(c.cmd("CLIENT GETNAME"), "$-1\r\n");
-    assert_eq!(c.cmd("HELLO 4"), "-NOPROTO unsupported protocol version\r\n");
+    assert_eq!(
+        c.cmd("HELLO 4"),
+        "-NOPROTO unsupported protocol version\r\n"
+    );
 }
 
 #[test]
@@ -116,7 +127,10 @@ fn protocol_errors_use_redis_texts() {
     let mut c = s.raw();
     c.send(b"*1\r\n$4\r\nPING\r\n*3x\r\n");
     let (got, closed) = c.read_to_close();
-    assert_eq!(got, "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n");
+    assert_eq!(
+        got,
+        "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n"
+    );
     assert!(closed);
 }
 
@@ -196,7 +210,10 @@ fn unauthenticated_clients_get_tighter_limits() {
     let mut c = s.raw();
     c.send(b"*11\r\n");
     let (got, closed) = c.read_to_close();
-    assert_eq!(got, "-ERR Protocol error: unauthenticated multibulk length\r\n");
+    assert_eq!(
+        got,
+        "-ERR Protocol error: unauthenticated multibulk length\r\n"
+    );
     assert!(closed);
     let mut c = s.raw();
     c.send(b"*2\r\n$4\r\nECHO\r\n$16385\r\n");
@@ -207,7 +224,10 @@ fn unauthenticated_clients_get_tighter_limits() {
     let mut c = s.raw();
     assert_eq!(c.cmd("AUTH secret"), "+OK\r\n");
     let big = "x".repeat(20000);
-    assert_eq!(c.cmd(&format!("ECHO {big}")), format!("$20000\r\n{big}\r\n"));
+    assert_eq!(
+        c.cmd(&format!("ECHO {big}")),
+        format!("$20000\r\n{big}\r\n")
+    );
 }
 
 #[test]
