@@ -22,7 +22,7 @@ fn command_count_info_docs_list() {
         info.starts_with("*2\r\n*10\r\n$4\r\nxadd\r\n:-5\r\n"),
         "{info}"
     );
-    assert!(info.ends_with("*-1\r\n"), "{info}");
+    assert!(info.ends_with("$-1\r\n"), "{info}");
     let docs = c.cmd("COMMAND DOCS xlen");
     assert!(docs.starts_with("*2\r\n$4\r\nxlen\r\n"), "{docs}");
     assert!(docs.contains("summary"), "{docs}");
