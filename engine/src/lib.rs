@@ -256,6 +256,9 @@ pub struct RecoveryReport {
     pub segments: u64,
     pub bytes_truncated: u64,
     pub records_truncated: u64,
+    /// Bytes of tail segments replayed record by record (0 after a clean shutdown, when the
+    /// saved tail index is used instead).
+    pub tail_bytes_replayed: u64,
     /// Human-readable descriptions of CRC failures inside data that had been durable.
     pub corruptions: Vec<String>,
     /// Group states clamped because the stream's tail was lost (policy everysec/no).
@@ -270,6 +273,8 @@ pub struct EngineStats {
     pub bytes_written: u64,
     pub last_fsync_ok: bool,
     pub poisoned: Option<String>,
+    /// Records that failed their CRC (or framing) when read and were skipped, never served.
+    pub corrupt_records_skipped: u64,
 }
 
 /// Metadata as XINFO STREAM reports it.
