@@ -38,16 +38,18 @@ pub(crate) trait EntrySource {
     fn after(&self, after: StreamId, count: usize) -> Result<Vec<Entry>>;
 }
 
-/// One pending entry: who got it last, when, and how many times it was delivered.
+/// One pending entry: who got it last, when, and how many times it was delivered. The owner
+/// is a consumer slot, not a name, to keep the entry at 24 bytes (one per pending entry).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Nack {
-    pub consumer: Bytes,
+    pub consumer: u32,
     pub delivery_time: u64,
     pub delivery_count: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Consumer {
+    pub name: Bytes,
     /// IDs of this consumer's pending entries (the data lives in the group PEL).
     pub pel: BTreeSet<StreamId>,
     pub seen_time: u64,
@@ -63,7 +65,94 @@ pub(crate) struct Group {
     /// `None` is Redis' invalid counter (reported as nil).
     pub entries_read: Option<u64>,
     pub pel: BTreeMap<StreamId, Nack>,
-    pub consumers: BTreeMap<Bytes, Consumer>,
+    pub consumers: Consumers,
+}
+
+/// A group's consumers: slots that PEL entries point to, and a by-name index (sorted, as
+/// Redis lists them). A freed slot is reused by the next consumer, lowest first, so replaying
+/// the same changes always yields the same slots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Consumers {
+    slots: Vec<Option<Consumer>>,
+    by_name: BTreeMap<Bytes, u32>,
+}
+
+impl Consumers {
+    /// Rebuilds the name index from slots (checkpoint loading).
+    pub fn from_slots(slots: Vec<Option<Consumer>>) -> Consumers {
+        let by_name = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((c.as_ref()?.name.clone(), u32::try_from(i).ok()?)))
+            .collect();
+        Consumers { slots, by_name }
+    }
+
+    pub fn slots(&self) -> &[Option<Consumer>] {
+        &self.slots
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn get(&self, name: &[u8]) -> Option<&Consumer> {
+        self.by_slot(*self.by_name.get(name)?)
+    }
+
+    pub fn contains_key(&self, name: &[u8]) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// Consumers in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Consumer)> {
+        self.by_name
+            .iter()
+            .filter_map(|(n, s)| Some((n, self.by_slot(*s)?)))
+    }
+
+    pub fn by_slot(&self, slot: u32) -> Option<&Consumer> {
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
+    fn by_slot_mut(&mut self, slot: u32) -> Option<&mut Consumer> {
+        self.slots.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// The slot of consumer `name`, creating it (seen now, never active) if needed.
+    fn get_or_insert(&mut self, name: &Bytes, now: u64) -> u32 {
+        if let Some(slot) = self.by_name.get(name) {
+            return *slot;
+        }
+        let consumer = Consumer {
+            name: name.clone(),
+            pel: BTreeSet::new(),
+            seen_time: now,
+            active_time: None,
+        };
+        let slot = match self.slots.iter().position(Option::is_none) {
+            Some(free) => {
+                self.slots[free] = Some(consumer);
+                free
+            }
+            None => {
+                self.slots.push(Some(consumer));
+                self.slots.len() - 1
+            }
+        };
+        let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+        self.by_name.insert(name.clone(), slot);
+        slot
+    }
+
+    fn remove(&mut self, name: &[u8]) -> Option<Consumer> {
+        let slot = self.by_name.remove(name)?;
+        let c = self.slots.get_mut(slot as usize)?.take();
+        while self.slots.last().is_some_and(Option::is_none) {
+            self.slots.pop();
+        }
+        c
+    }
 }
 
 /// All consumer groups of one stream, by name (sorted, as Redis' rax orders them).
@@ -459,7 +548,11 @@ impl GroupSet {
         };
         let entry = |id: StreamId, n: &Nack| PendingEntry {
             id,
-            consumer: n.consumer.clone(),
+            consumer: g
+                .consumers
+                .by_slot(n.consumer)
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
             delivery_time_ms: n.delivery_time,
             delivery_count: n.delivery_count,
         };
@@ -682,7 +775,7 @@ impl GroupSet {
                 now,
             } => {
                 if let Some(g) = self.groups.get_mut(group) {
-                    g.consumer_mut(consumer, *now);
+                    g.consumers.get_or_insert(consumer, *now);
                 }
             }
             Change::DeleteConsumer { group, consumer } => {
@@ -708,12 +801,15 @@ impl GroupSet {
                         g.explicit_last_id = false;
                     }
                     g.entries_read = *entries_read;
-                    g.consumer_mut(consumer, *now).seen_time = *now;
+                    let slot = g.consumers.get_or_insert(consumer, *now);
                     for id in ids {
-                        g.assign(*id, consumer, *now, 1);
+                        g.assign(*id, slot, *now, 1);
                     }
-                    if !ids.is_empty() {
-                        g.consumer_mut(consumer, *now).active_time = Some(*now);
+                    if let Some(c) = g.consumers.by_slot_mut(slot) {
+                        c.seen_time = *now;
+                        if !ids.is_empty() {
+                            c.active_time = Some(*now);
+                        }
                     }
                 }
             }
@@ -740,15 +836,18 @@ impl GroupSet {
                             g.explicit_last_id = true;
                         }
                     }
-                    g.consumer_mut(consumer, *now).seen_time = *now;
+                    let slot = g.consumers.get_or_insert(consumer, *now);
                     for id in removed {
                         g.unassign(*id);
                     }
                     for (id, time, count) in claimed {
-                        g.assign(*id, consumer, *time, *count);
+                        g.assign(*id, slot, *time, *count);
                     }
-                    if *active {
-                        g.consumer_mut(consumer, *now).active_time = Some(*now);
+                    if let Some(c) = g.consumers.by_slot_mut(slot) {
+                        c.seen_time = *now;
+                        if *active {
+                            c.active_time = Some(*now);
+                        }
                     }
                 }
             }
@@ -798,44 +897,28 @@ impl GroupSet {
 }
 
 impl Group {
-    fn consumer_mut(&mut self, name: &Bytes, now: u64) -> &mut Consumer {
-        self.consumers
-            .entry(name.clone())
-            .or_insert_with(|| Consumer {
-                pel: BTreeSet::new(),
-                seen_time: now,
-                active_time: None,
-            })
-    }
-
-    /// Makes `consumer` the owner of PEL entry `id` with the given delivery time and count.
-    fn assign(&mut self, id: StreamId, consumer: &Bytes, time: u64, count: u64) {
-        let owner = match self.consumers.get_key_value(consumer) {
-            Some((k, _)) => k.clone(),
-            None => consumer.clone(),
+    /// Makes consumer `slot` the owner of PEL entry `id` with the given delivery time and count.
+    fn assign(&mut self, id: StreamId, slot: u32, time: u64, count: u64) {
+        let nack = Nack {
+            consumer: slot,
+            delivery_time: time,
+            delivery_count: count,
         };
-        if let Some(old) = self.pel.insert(
-            id,
-            Nack {
-                consumer: owner,
-                delivery_time: time,
-                delivery_count: count,
-            },
-        ) {
-            if old.consumer != *consumer {
-                if let Some(c) = self.consumers.get_mut(&old.consumer) {
+        if let Some(old) = self.pel.insert(id, nack) {
+            if old.consumer != slot {
+                if let Some(c) = self.consumers.by_slot_mut(old.consumer) {
                     c.pel.remove(&id);
                 }
             }
         }
-        if let Some(c) = self.consumers.get_mut(consumer) {
+        if let Some(c) = self.consumers.by_slot_mut(slot) {
             c.pel.insert(id);
         }
     }
 
     fn unassign(&mut self, id: StreamId) {
         if let Some(old) = self.pel.remove(&id) {
-            if let Some(c) = self.consumers.get_mut(&old.consumer) {
+            if let Some(c) = self.consumers.by_slot_mut(old.consumer) {
                 c.pel.remove(&id);
             }
         }
@@ -1274,7 +1357,7 @@ mod tests {
             g.pel.keys().copied().collect::<Vec<_>>(),
             vec![id(1), id(2), id(3)]
         );
-        assert_eq!(g.consumers[&Bytes::from_static(b"a")].pel.len(), 3);
+        assert_eq!(g.consumers.get(b"a").unwrap().pel.len(), 3);
         assert_eq!(e.set.groups[&Bytes::from_static(b"k")].last_id, id(9));
         assert!(e.set.clamp(&lost.facts()).is_empty());
     }

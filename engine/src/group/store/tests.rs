@@ -463,7 +463,8 @@ fn project(set: &GroupSet) -> Projection {
                 .map(|(i, n)| {
                     (
                         *i,
-                        String::from_utf8_lossy(&n.consumer).into_owned(),
+                        String::from_utf8_lossy(&g.consumers.by_slot(n.consumer).unwrap().name)
+                            .into_owned(),
                         n.delivery_time,
                         n.delivery_count,
                     )
@@ -830,7 +831,10 @@ fn journal_ahead_of_its_checkpoint_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let s = MemStream::default();
     let (mut store, _) = open(dir.path(), &s, 1 << 40);
-    let p = store.set().plan_create_group(b"g", StreamId::MIN, None).unwrap();
+    let p = store
+        .set()
+        .plan_create_group(b"g", StreamId::MIN, None)
+        .unwrap();
     store.commit(p.change).unwrap();
     store.checkpoint().unwrap();
     let old_ckpt = std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap();
