@@ -227,28 +227,29 @@ pub struct StreamState {
     pub max_deleted: StreamId,
     pub entries_added: u64,
     pub length: u64,
-    /// Entries with an ID ≤ this were trimmed away.
-    pub trimmed: Option<StreamId>,
+    /// Entries stored before this log position were trimmed away. A position rather than
+    /// an ID: after an XSETID lowers the last ID, new entries may have IDs below old,
+    /// trimmed ones, but they always come later in the log.
+    pub trim_pos: LogPos,
+}
+
+/// A place in a stream's log: segment number, then byte offset in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogPos {
+    pub segment: u64,
+    pub offset: u64,
 }
 
 impl StreamState {
-    pub const ENCODED_LEN: usize = 16 + 16 + 8 + 8 + 1 + 16;
+    pub const ENCODED_LEN: usize = 16 + 16 + 8 + 8 + 8 + 8;
 
     pub fn encode(&self, out: &mut Vec<u8>) {
         put_id(out, self.last_id);
         put_id(out, self.max_deleted);
         put_u64(out, self.entries_added);
         put_u64(out, self.length);
-        match self.trimmed {
-            Some(id) => {
-                out.push(1);
-                put_id(out, id);
-            }
-            None => {
-                out.push(0);
-                put_id(out, StreamId::MIN);
-            }
-        }
+        put_u64(out, self.trim_pos.segment);
+        put_u64(out, self.trim_pos.offset);
     }
 
     pub fn decode(r: &mut Reader<'_>) -> Option<StreamState> {
@@ -256,25 +257,22 @@ impl StreamState {
         let max_deleted = r.id()?;
         let entries_added = r.u64()?;
         let length = r.u64()?;
-        let flag = r.u8()?;
-        let trim = r.id()?;
-        let trimmed = match flag {
-            0 => None,
-            1 => Some(trim),
-            _ => return None,
+        let trim_pos = LogPos {
+            segment: r.u64()?,
+            offset: r.u64()?,
         };
         Some(StreamState {
             last_id,
             max_deleted,
             entries_added,
             length,
-            trimmed,
+            trim_pos,
         })
     }
 
-    /// True if an entry with this ID was trimmed away.
-    pub fn is_trimmed(&self, id: StreamId) -> bool {
-        self.trimmed.is_some_and(|t| id <= t)
+    /// True if the record at `offset` of `segment` was trimmed away.
+    pub fn is_trimmed(&self, segment: u64, offset: u64) -> bool {
+        LogPos { segment, offset } < self.trim_pos
     }
 }
 
@@ -487,7 +485,10 @@ mod tests {
             max_deleted: StreamId::new(3, 0),
             entries_added: 12,
             length: 4,
-            trimmed: Some(StreamId::new(2, 7)),
+            trim_pos: LogPos {
+                segment: 2,
+                offset: 7,
+            },
         };
         for c in [
             Control::Header {
