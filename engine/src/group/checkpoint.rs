@@ -39,7 +39,7 @@ pub(crate) fn encode(set: &GroupSet, epoch: u64) -> Vec<u8> {
     for (name, g) in &set.groups {
         w.bytes(name);
         w.id(g.last_id);
-        w.u8(u8::from(g.explicit_last_id));
+        w.u8(u8::from(g.ahead_of_stream));
         w.opt(g.entries_read);
         // Slots as they are (free ones included), so PEL owners keep their slot numbers.
         w.varint(g.consumers.slots().len() as u64);
@@ -100,7 +100,7 @@ pub(crate) fn decode(buf: &[u8]) -> Decoded<(GroupSet, u64)> {
     for _ in 0..ngroups {
         let name = r.bytes()?;
         let last_id = r.id()?;
-        let explicit_last_id = match r.u8()? {
+        let ahead_of_stream = match r.u8()? {
             0 => false,
             1 => true,
             _ => return Err(Malformed),
@@ -158,7 +158,7 @@ pub(crate) fn decode(buf: &[u8]) -> Decoded<(GroupSet, u64)> {
             name,
             Group {
                 last_id,
-                explicit_last_id,
+                ahead_of_stream,
                 entries_read,
                 pel,
                 consumers: Consumers::from_slots(slots),
@@ -185,6 +185,7 @@ mod tests {
             group: g.clone(),
             last_id: StreamId::MIN,
             entries_read: Some(0),
+            ahead: false,
         });
         for (i, c) in ["a", "b"].iter().enumerate() {
             set.apply(&Change::Deliver {

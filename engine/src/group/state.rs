@@ -59,9 +59,10 @@ pub(crate) struct Consumer {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Group {
     pub last_id: StreamId,
-    /// The last ID was set by a command (CREATE, SETID, XCLAIM LASTID), not by delivering an
-    /// entry; such an ID may legitimately lie ahead of the stream, so recovery keeps it.
-    pub explicit_last_id: bool,
+    /// The last ID was set by a command (CREATE, SETID, XCLAIM LASTID) to an ID above the
+    /// stream's last ID at that time. Redis allows that, so recovery keeps it; a last ID that
+    /// was reached by delivering entries, or set within the stream, is clamped to the stream.
+    pub ahead_of_stream: bool,
     /// `None` is Redis' invalid counter (reported as nil).
     pub entries_read: Option<u64>,
     pub pel: BTreeMap<StreamId, Nack>,
@@ -168,11 +169,14 @@ pub(crate) enum Change {
         group: Bytes,
         last_id: StreamId,
         entries_read: Option<u64>,
+        /// `last_id` was above the stream's last ID when the command ran.
+        ahead: bool,
     },
     SetId {
         group: Bytes,
         last_id: StreamId,
         entries_read: Option<u64>,
+        ahead: bool,
     },
     DestroyGroup {
         group: Bytes,
@@ -210,7 +214,8 @@ pub(crate) enum Change {
         active: bool,
         claimed: Vec<(StreamId, u64, u64)>,
         removed: Vec<StreamId>,
-        last_id: Option<StreamId>,
+        /// XCLAIM LASTID, and whether it was above the stream's last ID.
+        last_id: Option<(StreamId, bool)>,
     },
 }
 
@@ -312,11 +317,13 @@ impl GroupSet {
             .collect())
     }
 
+    /// XGROUP CREATE; `stream_last` is the stream's last ID now.
     pub fn plan_create_group(
         &self,
         name: &[u8],
         id: StreamId,
         entries_read: Option<u64>,
+        stream_last: StreamId,
     ) -> Result<Planned<()>> {
         if self.groups.contains_key(name) {
             return Err(Error::BusyGroup);
@@ -327,15 +334,18 @@ impl GroupSet {
                 group: Bytes::copy_from_slice(name),
                 last_id: id,
                 entries_read,
+                ahead: id > stream_last,
             }),
         ))
     }
 
+    /// XGROUP SETID; `stream_last` is the stream's last ID now.
     pub fn plan_set_id(
         &self,
         name: &[u8],
         id: StreamId,
         entries_read: Option<u64>,
+        stream_last: StreamId,
     ) -> Result<Planned<()>> {
         self.group(name)?;
         Ok(Planned::new(
@@ -344,6 +354,7 @@ impl GroupSet {
                 group: Bytes::copy_from_slice(name),
                 last_id: id,
                 entries_read,
+                ahead: id > stream_last,
             }),
         ))
     }
@@ -658,7 +669,10 @@ impl GroupSet {
             active: !out.is_empty(),
             claimed,
             removed,
-            last_id: options.last_id.filter(|l| *l > g.last_id),
+            last_id: options
+                .last_id
+                .filter(|l| *l > g.last_id)
+                .map(|l| (l, l > src.facts().last_id)),
         };
         Ok(Planned::new(out, Some(change)))
     }
@@ -747,10 +761,11 @@ impl GroupSet {
                 group,
                 last_id,
                 entries_read,
+                ahead,
             } => {
                 self.groups.entry(group.clone()).or_insert_with(|| Group {
                     last_id: *last_id,
-                    explicit_last_id: true,
+                    ahead_of_stream: *ahead,
                     entries_read: *entries_read,
                     ..Group::default()
                 });
@@ -759,10 +774,11 @@ impl GroupSet {
                 group,
                 last_id,
                 entries_read,
+                ahead,
             } => {
                 if let Some(g) = self.groups.get_mut(group) {
                     g.last_id = *last_id;
-                    g.explicit_last_id = true;
+                    g.ahead_of_stream = *ahead;
                     g.entries_read = *entries_read;
                 }
             }
@@ -798,7 +814,7 @@ impl GroupSet {
                 if let Some(g) = self.groups.get_mut(group) {
                     if g.last_id != *last_id {
                         g.last_id = *last_id;
-                        g.explicit_last_id = false;
+                        g.ahead_of_stream = false;
                     }
                     g.entries_read = *entries_read;
                     let slot = g.consumers.get_or_insert(consumer, *now);
@@ -830,10 +846,10 @@ impl GroupSet {
                 last_id,
             } => {
                 if let Some(g) = self.groups.get_mut(group) {
-                    if let Some(l) = last_id {
+                    if let Some((l, ahead)) = last_id {
                         if *l > g.last_id {
                             g.last_id = *l;
-                            g.explicit_last_id = true;
+                            g.ahead_of_stream = *ahead;
                         }
                     }
                     let slot = g.consumers.get_or_insert(consumer, *now);
@@ -862,7 +878,7 @@ impl GroupSet {
         let mut notes = Vec::new();
         for (name, g) in self.groups.iter_mut() {
             let mut note = Vec::new();
-            if g.last_id > facts.last_id && !g.explicit_last_id {
+            if g.last_id > facts.last_id && !g.ahead_of_stream {
                 note.push(format!(
                     "last-delivered-id {} -> {}",
                     g.last_id, facts.last_id
@@ -979,7 +995,9 @@ mod tests {
             p.reply
         }
         fn create(&mut self, g: &str, at: StreamId, er: Option<u64>) {
-            let p = self.set.plan_create_group(g.as_bytes(), at, er);
+            let p = self
+                .set
+                .plan_create_group(g.as_bytes(), at, er, self.s.last_id);
             self.run(p)
         }
         fn read(
@@ -1058,7 +1076,8 @@ mod tests {
             ]
         );
         assert!(matches!(
-            e.set.plan_create_group(b"g0", StreamId::MIN, None),
+            e.set
+                .plan_create_group(b"g0", StreamId::MIN, None, e.s.last_id),
             Err(Error::BusyGroup)
         ));
         // XDEL 3-0: lag of g0 and g3 becomes unknown.
@@ -1137,7 +1156,7 @@ mod tests {
             vec![pe(1, "c", 60, 4), pe(3, "c", 50, 3), pe(6, "a", 40, 1)]
         );
         // SETID 0 (entries-read unknown), then `>` re-delivers and reassigns with count 1.
-        let p = e.set.plan_set_id(b"g", StreamId::MIN, None);
+        let p = e.set.plan_set_id(b"g", StreamId::MIN, None, e.s.last_id);
         e.run(p);
         let d = e.read("g", "d", GroupStart::New, Some(2), 70);
         assert_eq!(Env::ids(&d), vec![(id(1), true), (id(3), true)]);
@@ -1343,13 +1362,15 @@ mod tests {
         let mut e = Env::with_entries(5);
         e.create("g", StreamId::MIN, Some(0));
         e.create("h", id(2), None);
-        // Created ahead of the stream on purpose: kept.
+        // Created ahead of the stream on purpose: kept. Created at `$`: clamped.
         e.create("k", id(9), None);
+        e.create("dollar", id(5), None);
         e.read("g", "a", GroupStart::New, None, 1);
         let mut lost = MemStream::default();
         lost.add_n(3);
         let notes = e.set.clamp(&lost.facts());
-        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert_eq!(e.set.groups[&Bytes::from_static(b"dollar")].last_id, id(3));
         let g = &e.set.groups[&Bytes::from_static(b"g")];
         assert_eq!(g.last_id, id(3));
         assert_eq!(g.entries_read, Some(3));
