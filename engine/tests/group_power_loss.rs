@@ -172,8 +172,10 @@ fn fields(i: u64) -> Vec<(Bytes, Bytes)> {
     vec![(Bytes::from_static(b"n"), Bytes::from(format!("{i:0>40}")))]
 }
 
-/// PEL of group `g` as (id, consumer, count), and its last-delivered ID.
-fn group_state(s: &Stream) -> (StreamId, Vec<(StreamId, Bytes, u64)>) {
+/// Last-delivered ID of group `g` and its PEL as (id, consumer, delivery count).
+type GroupState = (StreamId, Vec<(StreamId, Bytes, u64)>);
+
+fn group_state(s: &Stream) -> GroupState {
     let g = s.group_info(b"g").unwrap();
     let pel = s
         .pending(
@@ -200,7 +202,7 @@ fn traffic(
     rng: &mut StdRng,
     steps: usize,
     wait: bool,
-) -> ((StreamId, Vec<(StreamId, Bytes, u64)>), BTreeSet<StreamId>) {
+) -> (GroupState, BTreeSet<StreamId>) {
     let d = engine.durability();
     let mut acked = BTreeSet::new();
     let mut acked_at_sync = BTreeSet::new();
@@ -327,14 +329,11 @@ fn power_loss_under_no_keeps_the_contract() {
         });
         let mut engine = setup(vfs.clone(), dir.path(), FsyncPolicy::No);
         let mut rng = StdRng::seed_from_u64(100 + seed);
-        let ((synced_last, synced_pel), acked) = traffic(&mut engine, &mut rng, 110, false);
+        let (_, acked) = traffic(&mut engine, &mut rng, 110, false);
         // Last moments: new entries are delivered at once, so a power loss can keep the
         // delivery in the group journal while losing the entries from the stream.
         engine.sync_all().unwrap();
-        let (synced_last, synced_pel) = {
-            let _ = (synced_last, synced_pel);
-            group_state(engine.stream(0, b"s").unwrap())
-        };
+        let (synced_last, synced_pel) = group_state(engine.stream(0, b"s").unwrap());
         let s = engine.stream_mut(0, b"s").unwrap();
         for _ in 0..5 {
             let next = StreamId::new(s.last_id().ms + 1, 0);
