@@ -139,18 +139,31 @@ pub fn verify(header_bytes: &[u8], header: &Header, body: &[u8]) -> Result<(), I
 
 /// Appends a complete record (header + body) of `kind` to `out`.
 pub fn encode(out: &mut Vec<u8>, kind: Kind, body: &[u8]) {
+    encode_with(out, kind, |out| out.extend_from_slice(body));
+}
+
+/// Appends a record whose body `write_body` appends to `out` (no intermediate buffer).
+pub fn encode_with(out: &mut Vec<u8>, kind: Kind, write_body: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     out.extend_from_slice(&MAGIC);
     out.push(kind as u8);
     out.push(STATE_LIVE);
     out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&[0, 0, 0, 0]);
-    let crc = checksum(out.get(start..).unwrap_or(&[]), body);
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    write_body(out);
+    let body_len = (out.len() - start - HEADER_LEN) as u32;
+    if let Some(slot) = out.get_mut(start + 8..start + 12) {
+        slot.copy_from_slice(&body_len.to_le_bytes());
+    }
+    let crc = {
+        let header = out.get(start..start + HEADER_LEN).unwrap_or(&[]);
+        let body = out.get(start + HEADER_LEN..).unwrap_or(&[]);
+        checksum(header, body)
+    };
     if let Some(slot) = out.get_mut(start + 12..start + 16) {
         slot.copy_from_slice(&crc.to_le_bytes());
     }
-    out.extend_from_slice(body);
 }
 
 /// Decodes a whole record from `bytes` (starting at its header), verifying the CRC.
@@ -364,23 +377,19 @@ impl Control {
     }
 }
 
-/// Encodes an entry body: ID, field count, then length-prefixed fields and values.
+/// Encodes an entry record: ID, field count, then length-prefixed fields and values.
 pub fn encode_entry(out: &mut Vec<u8>, id: StreamId, fields: &[(bytes::Bytes, bytes::Bytes)]) {
-    let mut body = Vec::with_capacity(
-        20 + fields
-            .iter()
-            .map(|(f, v)| 8 + f.len() + v.len())
-            .sum::<usize>(),
-    );
-    put_id(&mut body, id);
-    body.extend_from_slice(&(fields.len() as u32).to_le_bytes());
-    for (f, v) in fields {
-        body.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        body.extend_from_slice(f);
-        body.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        body.extend_from_slice(v);
-    }
-    encode(out, Kind::Entry, &body);
+    out.reserve(entry_record_len(fields) as usize);
+    encode_with(out, Kind::Entry, |body| {
+        put_id(body, id);
+        body.extend_from_slice(&(fields.len() as u32).to_le_bytes());
+        for (f, v) in fields {
+            body.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            body.extend_from_slice(f);
+            body.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            body.extend_from_slice(v);
+        }
+    });
 }
 
 /// Size of an encoded entry record.
