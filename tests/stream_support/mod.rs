@@ -77,3 +77,48 @@ pub fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
         other => panic!("not a map: {other:?}"),
     }
 }
+
+/// Masks auto-generated IDs (13+ digit milliseconds) with their bulk lengths, and with
+/// `ints` every integer reply and digit run.
+pub fn mask(raw: &str, ints: bool) -> String {
+    let lines: Vec<&str> = raw.split("\r\n").collect();
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    for line in lines {
+        let is_auto_id = line.split_once('-').is_some_and(|(ms, seq)| {
+            ms.len() >= 13
+                && ms.len() <= 14
+                && ms.bytes().all(|b| b.is_ascii_digit())
+                && seq.bytes().all(|b| b.is_ascii_digit())
+                && ms.starts_with('1')
+        });
+        let is_time = line.len() == 14
+            && line.starts_with(":1")
+            && line[1..].bytes().all(|b| b.is_ascii_digit());
+        // Sluice has no radix tree: these two XINFO STREAM counters are its own.
+        let after_radix = out
+            .last()
+            .is_some_and(|prev| prev.starts_with("radix-tree-"));
+        if after_radix {
+            out.push(":#".into());
+        } else if is_auto_id {
+            if let Some(prev) = out.last_mut() {
+                if prev.starts_with('$') {
+                    *prev = "$?".into();
+                }
+            }
+            out.push("<ID>".into());
+        } else if is_time || (ints && line.starts_with(':')) {
+            out.push(":#".into());
+        } else if ints && !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()) {
+            if let Some(prev) = out.last_mut() {
+                if prev.starts_with('$') {
+                    *prev = "$?".into();
+                }
+            }
+            out.push("#".into());
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    out.join("\\r\\n")
+}
