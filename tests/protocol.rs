@@ -237,3 +237,58 @@ fn empty_requests_are_ignored() {
     c.send(b"*0\r\n*-1\r\n\r\n\n*1\r\n$4\r\nPING\r\n");
     assert_eq!(c.reply(), "+PONG\r\n");
 }
+
+#[test]
+fn every_command_with_odd_arguments_keeps_the_server_up() {
+    let s = Server::start();
+    let mut c = s.raw();
+    let list = c.cmd("COMMAND LIST");
+    let names: Vec<String> = list
+        .split("\r\n")
+        .filter(|l| !l.is_empty() && !l.starts_with('*') && !l.starts_with('$'))
+        .map(str::to_string)
+        .collect();
+    assert!(names.len() > 50);
+    let arg_sets: &[&[&str]] = &[
+        &[],
+        &["x"],
+        &["help"],
+        &["x", "y"],
+        &["x", "-1", "0"],
+        &["x", "streams"],
+        &["group", "g", "c", "streams", "k", ">"],
+        &["create", "k", "g", "$", "mkstream"],
+        &["", "", "", ""],
+    ];
+    for name in &names {
+        if matches!(
+            name.as_str(),
+            "shutdown"
+                | "quit"
+                | "reset"
+                | "debug"
+                | "monitor"
+                | "hello"
+                | "auth"
+                | "subscribe"
+                | "psubscribe"
+                | "ssubscribe"
+                | "client"
+                | "multi"
+                | "select"
+                | "flushall"
+                | "flushdb"
+        ) {
+            continue;
+        }
+        for args in arg_sets {
+            let mut words: Vec<&[u8]> = vec![name.as_bytes()];
+            words.extend(args.iter().map(|a| a.as_bytes()));
+            // Never block: BLOCK is not among the arguments.
+            c.send_cmd(&words);
+            let _ = c.reply();
+        }
+    }
+    assert_eq!(c.cmd("PING"), "+PONG\r\n");
+    assert_eq!(s.raw().cmd("PING"), "+PONG\r\n");
+}
