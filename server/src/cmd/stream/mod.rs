@@ -410,6 +410,56 @@ mod tests {
         assert!(result.is_err(), "{result:?}");
     }
 
+    /// The keyspace events (and their order) redis-server 7.0.15 raised for this sequence,
+    /// recorded with `notify-keyspace-events KEAn`.
+    #[test]
+    fn keyspace_events_match_redis() {
+        let mut h = Harness::new();
+        for line in [
+            "xadd s 1-1 a b",
+            "xgroup create s g 0",
+            "xreadgroup group g c streams s >",
+            "xgroup createconsumer s g c",
+            "xgroup createconsumer s g c2",
+            "xclaim s g c3 0 1-1",
+            "xgroup delconsumer s g nobody",
+            "xgroup delconsumer s g c2",
+            "xgroup create s2 g $ mkstream",
+            "xtrim s maxlen 5",
+            "xdel s 9-9",
+            "xgroup setid s g 0",
+            "xgroup destroy s g",
+            "xgroup destroy s g",
+            "xsetid s 5-5",
+            "xadd s maxlen 0 6-6 a b",
+        ] {
+            h.r2(line);
+        }
+        let got: Vec<(char, &str, &[u8])> = h
+            .effects
+            .events
+            .iter()
+            .map(|e| (e.class, e.event, e.key.as_ref()))
+            .collect();
+        let want: Vec<(char, &str, &[u8])> = vec![
+            ('n', "new", b"s"),
+            ('t', "xadd", b"s"),
+            ('t', "xgroup-create", b"s"),
+            ('t', "xgroup-createconsumer", b"s"),
+            ('t', "xgroup-createconsumer", b"s"),
+            ('t', "xgroup-createconsumer", b"s"),
+            ('t', "xgroup-delconsumer", b"s"),
+            ('n', "new", b"s2"),
+            ('t', "xgroup-create", b"s2"),
+            ('t', "xgroup-setid", b"s"),
+            ('t', "xgroup-destroy", b"s"),
+            ('t', "xsetid", b"s"),
+            ('t', "xadd", b"s"),
+            ('t', "xtrim", b"s"),
+        ];
+        assert_eq!(got, want);
+    }
+
     proptest::proptest! {
         /// Parsing never panics, whatever the arguments: every index is guarded by arity.
         #[test]
