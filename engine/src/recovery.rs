@@ -36,10 +36,12 @@ struct Replay {
     corruptions: Vec<String>,
 }
 
-/// Replays the records of a tail segment mapped with `capacity` bytes.
+/// Replays the records of a tail segment mapped with `capacity` bytes, of which the file
+/// holds `end` (nothing at or past `end` is read).
 fn replay(
     map: &Mapping,
     capacity: u64,
+    end: u64,
     durable: u64,
     number: u64,
     fallback: StreamState,
@@ -60,10 +62,10 @@ fn replay(
     };
     let mut pos = 0u64;
     loop {
-        if pos + HEADER_LEN as u64 > capacity {
+        if pos + HEADER_LEN as u64 > end {
             break;
         }
-        match read_record(map, pos, capacity)? {
+        match read_record(map, pos, end)? {
             Ok(rec) => {
                 r.records += 1;
                 apply(&mut r, &rec, number);
@@ -75,19 +77,19 @@ fn replay(
                         "{}: invalid record ({invalid:?}) at offset {pos}, below the fsync'd offset {durable}; skipped to the next valid record",
                         path.display()
                     ));
-                    match resync(map, pos + 1, capacity)? {
+                    match resync(map, pos + 1, end)? {
                         Some(p) => {
                             pos = p;
                             continue;
                         }
                         None => {
                             // Nothing valid follows: keep the damaged bytes, append after them.
-                            pos = durable;
+                            pos = durable.min(end);
                             break;
                         }
                     }
                 }
-                let window_end = capacity.min(pos + TORN_WINDOW);
+                let window_end = end.min(pos + TORN_WINDOW);
                 if invalid == Invalid::Zero && zero_page(map, pos, window_end)? {
                     break;
                 }
@@ -272,8 +274,16 @@ impl Stream {
                 let path = dir.join(segment::file_name(number, base));
                 let data = SegmentData::create(vfs, &path, ctx.segment_size, &header)
                     .map_err(|e| Error::io("create a segment", e))?;
-                let rep = replay(&data.map, data.capacity, 0, number, fallback, &path)
-                    .map_err(|e| Error::io("replay a segment", e))?;
+                let rep = replay(
+                    &data.map,
+                    data.capacity,
+                    data.allocated,
+                    0,
+                    number,
+                    fallback,
+                    &path,
+                )
+                .map_err(|e| Error::io("replay a segment", e))?;
                 segs.push((number, base));
                 break (number, base, data, rep);
             };
@@ -285,10 +295,6 @@ impl Stream {
                 .len()
                 .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
             let capacity = len.max(ctx.segment_size);
-            if len < capacity {
-                file.allocate(capacity)
-                    .map_err(|e| Error::io(format!("allocate {}", path.display()), e))?;
-            }
             let map = file
                 .map(capacity)
                 .map_err(|e| Error::io(format!("map {}", path.display()), e))?;
@@ -296,7 +302,7 @@ impl Stream {
                 Some(m) if m.tail == number => m.durable,
                 _ => 0,
             };
-            let rep = replay(&map, capacity, durable, number, fallback, &path)
+            let rep = replay(&map, capacity, len, durable, number, fallback, &path)
                 .map_err(|e| Error::io(format!("replay {}", path.display()), e))?;
             if !rep.header_ok {
                 let meta_behind = found.is_none_or(|m| m.tail < number);
@@ -321,6 +327,7 @@ impl Stream {
                 map,
                 index: SegmentIndex::default(),
                 capacity,
+                allocated: len,
             };
             break (number, base, data, rep);
         };
@@ -333,12 +340,11 @@ impl Stream {
         let mut data = data;
         let path = dir.join(segment::file_name(number, base));
         if rep.torn_bytes > 0 {
-            // Cut the torn tail and re-extend with zeros (the map stays valid: the file is
-            // back at full length before anything reads it again).
+            // Cut the torn tail; appends re-allocate (zeroed) space as they need it.
             data.file
                 .set_len(written)
-                .and_then(|()| data.file.allocate(data.capacity))
                 .map_err(|e| Error::io(format!("truncate {}", path.display()), e))?;
+            data.allocated = written;
         }
         data.index = rep.index;
         let sealed = segs
@@ -377,22 +383,8 @@ impl Stream {
                 stream.write_flag(segment, offset)?;
             }
         }
-        // Segments entirely below the trim point (a crash between trim and unlink).
-        let mut k = 0;
-        while k < stream.sealed.len()
-            && stream.state.trimmed.is_some_and(|t| {
-                stream
-                    .sealed
-                    .get(k + 1)
-                    .map_or(stream.tail.base, |s| s.base)
-                    <= t
-            })
-        {
-            k += 1;
-        }
-        if k > 0 {
-            stream.drop_segments(k)?;
-        }
+        // Segments entirely before the trim position (a crash between trim and unlink).
+        stream.drop_trimmed_segments()?;
         stream.recover_groups(report)?;
         report.streams += 1;
         Ok(Some(stream))

@@ -1,5 +1,6 @@
-//! One segment file: preallocated to its capacity, appended with pwrite(2), read through a
-//! read-only map of that capacity made once. Named `<number:016x>-<ms>-<seq>.seg`: a
+//! One segment file: appended with pwrite(2) into space preallocated with fallocate (in
+//! doubling steps up to the segment's capacity, so thousands of small streams do not each
+//! reserve 64 MiB), read through a read-only map of the whole capacity made once. Named `<number:016x>-<ms>-<seq>.seg`: a
 //! per-stream sequence number (the order) and the segment's base ID (no entry in it is
 //! smaller). Readers never look past the segment's valid end (`written`).
 
@@ -35,8 +36,15 @@ pub struct SegmentData {
     pub file: Arc<dyn VFile>,
     pub map: Mapping,
     pub index: SegmentIndex,
+    /// Size of the map (the most the segment may hold).
     pub capacity: u64,
+    /// Bytes allocated in the file so far (≤ capacity; reads never go past `index.written`,
+    /// which never exceeds this).
+    pub allocated: u64,
 }
+
+/// First allocation of a new segment; later ones double up to the capacity.
+const FIRST_ALLOCATION: u64 = 64 << 10;
 
 impl SegmentData {
     /// Creates a new segment file: allocated to `capacity`, holding `header` (a complete
@@ -49,7 +57,8 @@ impl SegmentData {
     ) -> io::Result<SegmentData> {
         let file = vfs.open(path, true)?;
         file.set_len(0)?;
-        file.allocate(capacity)?;
+        let allocated = capacity.min(FIRST_ALLOCATION.max(header.len() as u64));
+        file.allocate(allocated)?;
         file.write_all_at(header, 0)?;
         let map = file.map(capacity)?;
         let index = SegmentIndex {
@@ -62,7 +71,22 @@ impl SegmentData {
             map,
             index,
             capacity,
+            allocated,
         })
+    }
+
+    /// Makes sure `[0, end)` is allocated (fallocate), growing by doubling.
+    pub fn ensure_allocated(&mut self, end: u64) -> io::Result<()> {
+        if end <= self.allocated {
+            return Ok(());
+        }
+        let want = end
+            .max(self.allocated.saturating_mul(2))
+            .max(FIRST_ALLOCATION)
+            .min(self.capacity.max(end));
+        self.file.allocate(want)?;
+        self.allocated = want;
+        Ok(())
     }
 
     pub fn view(&self, number: u64) -> View<'_> {
@@ -240,6 +264,7 @@ pub fn open_sealed(
         map,
         index,
         capacity: len,
+        allocated: len,
     })
 }
 
