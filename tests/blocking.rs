@@ -198,3 +198,60 @@ fn a_disconnected_waiter_is_no_longer_counted() {
     t.join().unwrap();
     until_blocked(&mut con, 0);
 }
+
+#[test]
+fn waiters_see_only_their_database_and_their_count() {
+    let server = Server::start();
+    for resp3 in [false, true] {
+        let mut con = server.client_proto(resp3);
+        line(&mut con, "flushall").unwrap();
+        let mut in_db1 = server.client_proto(resp3);
+        line(&mut in_db1, "select 1").unwrap();
+        let waiter = thread::spawn(move || line(&mut in_db1, "xread count 1 block 0 streams s 0"));
+        until_blocked(&mut con, 1);
+        // Same key name in database 0: not for the waiter.
+        line(&mut con, "xadd s 1-1 a b").unwrap();
+        thread::sleep(Duration::from_millis(50));
+        assert_eq!(blocked_clients(&mut con), 1);
+        line(&mut con, "select 1").unwrap();
+        // A MULTI writing two entries wakes it once, with COUNT honoured.
+        line(&mut con, "multi").unwrap();
+        line(&mut con, "xadd s 7-1 a b").unwrap();
+        line(&mut con, "xadd s 8-1 c d").unwrap();
+        line(&mut con, "exec").unwrap();
+        assert_eq!(
+            waiter.join().unwrap(),
+            Ok(keyed(resp3, vec![("s", vec![entry("7-1", &["a", "b"])])]))
+        );
+        line(&mut con, "select 0").unwrap();
+    }
+}
+
+#[test]
+fn xreadgroup_block_times_out_and_creates_the_consumer_only_when_served() {
+    let server = Server::start();
+    for resp3 in [false, true] {
+        let mut con = server.client_proto(resp3);
+        line(&mut con, "flushall").unwrap();
+        line(&mut con, "xgroup create s g $ mkstream").unwrap();
+        assert_eq!(
+            line(&mut con, "xreadgroup group g c block 50 streams s >"),
+            Ok(Value::Nil)
+        );
+        assert_eq!(
+            line(&mut con, "xinfo consumers s g"),
+            Ok(Value::Array(vec![]))
+        );
+        let (_, w) = spawn(&server, resp3, "xreadgroup group g c block 0 streams s >");
+        until_blocked(&mut con, 1);
+        line(&mut con, "xadd s 3-1 f v").unwrap();
+        assert_eq!(
+            w.join().unwrap(),
+            Ok(keyed(resp3, vec![("s", vec![entry("3-1", &["f", "v"])])]))
+        );
+        let Ok(Value::Array(consumers)) = line(&mut con, "xinfo consumers s g") else {
+            panic!("XINFO CONSUMERS")
+        };
+        assert_eq!(consumers.len(), 1);
+    }
+}
