@@ -3,4 +3,5 @@
 
 #![deny(unsafe_code)]
 
+pub mod glob;
 pub mod reply;
