@@ -10,5 +10,6 @@ pub mod config;
 pub mod glob;
 pub mod pubsub;
 pub mod reply;
+pub mod resp;
 pub mod server;
 pub mod shutdown;
