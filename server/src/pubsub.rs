@@ -915,55 +915,6 @@ pub fn subscribed_ping(message: Option<Bytes>) -> Reply {
     ])
 }
 
-/// Keyspace event classes in the order Redis prints them, and what `A` stands for.
-const CLASS_ORDER: &str = "g$lshzxetdn";
-const CLASS_ALL: &str = "g$lshzxetd";
-
-/// Parses `notify-keyspace-events` as Redis' `keyspaceEventsStringToFlags`: `None` on any
-/// character outside `Ag$lshzxeKEtmdn`.
-pub fn parse_keyspace_events(s: &str) -> Option<KeyspaceFlags> {
-    let mut flags = KeyspaceFlags::default();
-    let mut classes = HashSet::new();
-    for c in s.chars() {
-        match c {
-            'A' => classes.extend(CLASS_ALL.chars()),
-            'K' => flags.keyspace = true,
-            'E' => flags.keyevent = true,
-            'g' | '$' | 'l' | 's' | 'h' | 'z' | 'x' | 'e' | 't' | 'm' | 'd' | 'n' => {
-                classes.insert(c);
-            }
-            _ => return None,
-        }
-    }
-    flags.classes = CLASS_ORDER
-        .chars()
-        .chain(std::iter::once('m'))
-        .filter(|c| classes.contains(c))
-        .collect();
-    Some(flags)
-}
-
-/// Formats flags as Redis' `keyspaceEventsFlagsToString` (CONFIG GET): `A` when every class
-/// it stands for is on (then `n` is not shown), then `K`, `E`, `m`.
-pub fn format_keyspace_events(flags: &KeyspaceFlags) -> String {
-    let mut out = String::new();
-    if CLASS_ALL.chars().all(|c| flags.classes.contains(c)) {
-        out.push('A');
-    } else {
-        out.extend(CLASS_ORDER.chars().filter(|&c| flags.classes.contains(c)));
-    }
-    if flags.keyspace {
-        out.push('K');
-    }
-    if flags.keyevent {
-        out.push('E');
-    }
-    if flags.classes.contains('m') {
-        out.push('m');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1174,22 +1125,6 @@ mod tests {
     }
 
     #[test]
-    fn keyspace_flags_parse_and_format_as_redis() {
-        let f = parse_keyspace_events("AKEmn").unwrap();
-        assert_eq!(format_keyspace_events(&f), "AKEm");
-        let f = parse_keyspace_events("Exg").unwrap();
-        assert_eq!(format_keyspace_events(&f), "gxE");
-        assert!(f.wants('g') && f.wants('x') && !f.wants('t'));
-        assert!(parse_keyspace_events("Kq").is_none());
-        let f = parse_keyspace_events("").unwrap();
-        assert_eq!(format_keyspace_events(&f), "");
-        assert!(!f.wants('g'));
-        let f = parse_keyspace_events("t$").unwrap();
-        assert_eq!(format_keyspace_events(&f), "$t");
-        assert!(!f.wants('t'), "no K or E: nothing is published");
-    }
-
-    #[test]
     fn keyspace_notifications() {
         let hub = Hub::default();
         let mut s = Subscriptions::new(1);
@@ -1209,7 +1144,7 @@ mod tests {
                 key: b("k"),
             },
         ];
-        hub.notify_keyspace(&parse_keyspace_events("KEt").unwrap(), &events);
+        hub.notify_keyspace(&KeyspaceFlags::parse("KEt").unwrap(), &events);
         let text = String::from_utf8(drain(&s)).unwrap();
         assert_eq!(
             text,
