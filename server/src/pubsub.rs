@@ -322,6 +322,9 @@ pub struct Subscriber {
     resp3: AtomicBool,
     queue: Mutex<Queue>,
     notify: Notify,
+    /// Woken (all waiters) when the subscriber is cut off, for a connection that is busy
+    /// writing to a client that does not read and so is not waiting in `recv`.
+    cut_notify: Notify,
 }
 
 #[derive(Default)]
@@ -350,6 +353,7 @@ impl Subscriber {
             resp3: AtomicBool::new(false),
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
+            cut_notify: Notify::new(),
         })
     }
 
@@ -393,6 +397,7 @@ impl Subscriber {
         drop(q);
         self.notify.notify_one();
         if cut {
+            self.cut_notify.notify_waiters();
             Push::CutOff
         } else {
             Push::Queued
@@ -423,6 +428,23 @@ impl Subscriber {
         }
         q.bytes -= out.len() as u64;
         Ok(Some(out.freeze()))
+    }
+
+    fn is_cut_off(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Completes once the subscriber is cut off.
+    async fn cut_off(&self) {
+        loop {
+            let notified = self.cut_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cut_off() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Bytes waiting in the queue (CLIENT LIST `omem`).
@@ -768,6 +790,11 @@ impl Subscriptions {
     pub fn queued_bytes(&self) -> u64 {
         self.sub.queued_bytes()
     }
+
+    /// Completes once the subscriber has been cut off by the output limit.
+    pub async fn cut_off(&self) {
+        self.sub.cut_off().await
+    }
 }
 
 fn remove_from(state: &mut State, kind: Kind, name: &[u8], id: u64) {
@@ -807,6 +834,12 @@ impl fmt::Debug for Session {
 
 impl Session {
     pub fn new(shared: &Arc<Shared>, client_id: u64) -> Session {
+        // Picks up the configured limit (startup arguments, or a CONFIG SET that did not
+        // call `Hub::set_output_limit` itself) for every subscriber from now on.
+        let limit = shared.config().output_pubsub;
+        if shared.hub.output_limit() != limit {
+            shared.hub.set_output_limit(limit);
+        }
         Session {
             shared: shared.clone(),
             subs: Subscriptions::new(client_id),
@@ -874,6 +907,13 @@ impl Session {
     /// Drops every subscription (RESET, disconnect).
     pub fn clear(&mut self) {
         self.subs.clear(&self.shared.hub);
+    }
+
+    /// Completes once the subscriber has been cut off by the output limit. A connection
+    /// awaiting a socket write (to a client that does not read) selects on this to close
+    /// instead of waiting forever. Cancel-safe.
+    pub async fn cut_off(&self) {
+        self.subs.cut_off().await
     }
 }
 
@@ -1086,6 +1126,33 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(1100));
         hub.publish(b"c", &big);
         assert!(s.try_recv().is_err(), "over the soft limit for > 0 s");
+        s.clear(&hub);
+    }
+
+    #[tokio::test]
+    async fn cut_off_wakes_a_writer_and_recv_ends() {
+        let hub = Arc::new(Hub::default());
+        hub.set_output_limit(OutputLimit {
+            hard: 100,
+            soft: 0,
+            soft_seconds: 0,
+        });
+        let mut s = Subscriptions::new(1);
+        s.subscribe(&hub, Kind::Channel, &[b("c")]);
+        let h = hub.clone();
+        let t = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            h.publish(b"c", &[b'x'; 200])
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(5), s.cut_off())
+            .await
+            .unwrap();
+        assert_eq!(
+            t.await.unwrap(),
+            1,
+            "counted in the publish that cut it off"
+        );
+        assert!(s.recv().await.is_none());
         s.clear(&hub);
     }
 
