@@ -256,7 +256,7 @@ impl Config {
     fn set_output_limits(&mut self, args: &[String]) -> Result<(), String> {
         // CONFIG SET passes the whole value as one string; a config line passes words.
         let words: Vec<&str> = args.iter().flat_map(|a| a.split_whitespace()).collect();
-        if words.is_empty() || words.len() % 4 != 0 {
+        if words.is_empty() || !words.len().is_multiple_of(4) {
             return Err("Wrong number of arguments in buffer limit configuration.".into());
         }
         let mut next = (self.output_normal, self.output_replica, self.output_pubsub);

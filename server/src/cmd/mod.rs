@@ -15,6 +15,7 @@ pub mod pubsub;
 pub mod server;
 pub mod stream;
 pub mod table;
+mod table_data;
 pub mod transaction;
 
 use bytes::{Bytes, BytesMut};
@@ -44,6 +45,23 @@ pub fn parse(args: &[Bytes]) -> Result<(Command, &'static table::Spec), Reply> {
     };
     if !spec.arity_ok(args.len()) {
         return Err(wrong_arity(spec.name));
+    }
+    if table::is_container(spec.name) {
+        let sub = &rest[0];
+        let Some(arity) = table::subcommand_arity(spec.name, sub) else {
+            return Err(Reply::err(format!(
+                "unknown subcommand '{}'. Try {} HELP.",
+                String::from_utf8_lossy(&sub[..sub.len().min(128)]),
+                spec.name.to_ascii_uppercase()
+            )));
+        };
+        if !table::arity_ok(arity, args.len()) {
+            return Err(Reply::err(format!(
+                "wrong number of arguments for '{}|{}' command",
+                spec.name,
+                String::from_utf8_lossy(sub).to_ascii_lowercase()
+            )));
+        }
     }
     let cmd = match spec.family {
         table::Family::Connection => Command::Connection(connection::parse(spec.name, rest)?),
@@ -84,6 +102,23 @@ pub fn wrong_arity(name: &str) -> Reply {
 /// `ERR syntax error`.
 pub fn syntax_error() -> Reply {
     Reply::err("syntax error")
+}
+
+/// Maps an engine error to its generic reply: MISCONF for a poisoned engine, `ERR <text>`
+/// otherwise. Families map client-caused errors with context (NOGROUP, ...) themselves.
+pub fn engine_error(e: &sluice_engine::Error) -> Reply {
+    match e {
+        sluice_engine::Error::Poisoned(why) => misconf(why),
+        sluice_engine::Error::BusyGroup => {
+            Reply::Error("BUSYGROUP Consumer Group name already exists".to_string())
+        }
+        other => Reply::err(other),
+    }
+}
+
+/// The error for writes refused after a failed fsync, worded as Redis' AOF write error.
+pub fn misconf(why: &str) -> Reply {
+    Reply::Error(format!("MISCONF Errors writing to the AOF file: {why}"))
 }
 
 /// What a command execution may use: the engine (locked), and who is asking.
