@@ -814,6 +814,16 @@ fn remove_from(state: &mut State, kind: Kind, name: &[u8], id: u64) {
     }
 }
 
+/// Completes [`CutOffSignal::wait`] once its subscriber is cut off by the output limit.
+pub struct CutOffSignal(Arc<Subscriber>);
+
+impl CutOffSignal {
+    /// Cancel-safe.
+    pub async fn wait(&self) {
+        self.0.cut_off().await
+    }
+}
+
 /// One connection's subscriptions and its queue of messages to deliver. Dropping it
 /// unsubscribes from everything.
 pub struct Session {
@@ -900,8 +910,14 @@ impl Session {
     /// What is queued now, without waiting: the connection writes it before a command's
     /// reply, so messages published before the command ran precede its reply.
     #[allow(clippy::result_unit_err)]
-    pub fn try_recv(&mut self) -> Result<Option<Bytes>, ()> {
+    pub fn try_recv(&self) -> Result<Option<Bytes>, ()> {
         self.subs.try_recv()
+    }
+
+    /// A handle that completes once this subscriber is cut off, for the connection to select
+    /// on while it writes (it cannot borrow the session there).
+    pub fn cut_off_signal(&self) -> CutOffSignal {
+        CutOffSignal(self.subs.sub.clone())
     }
 
     /// Drops every subscription (RESET, disconnect).
