@@ -245,6 +245,9 @@ fn python_pipeline_survives_worker_and_server_crashes() {
         }
     }
     let status = driver.child.wait().unwrap();
+    for line in lines.iter().filter(|l| l.starts_with("E2E:SUMMARY")) {
+        println!("{line}");
+    }
     assert_eq!(
         restarts,
         1,

@@ -16,7 +16,7 @@ to drain; then checks:
 * the killed worker's pending entries were taken over by the other worker;
 * documents ingested after the invalidation were classified with the new taxonomy;
 * the dashboard received, in every session, every status event published while it was
-  subscribed (all except those published in the second around the server crash).
+  subscribed (all except those published in the seconds around the server crash).
 
 Server control: `stdio` prints `E2E:KILL-SERVER` and waits for a `RESTARTED` line on stdin
 (the Rust test does the kill -9 and restart); `self --server-cmd CMD` starts and kills CMD
@@ -58,6 +58,7 @@ from admin import set_taxonomy, setup  # noqa: E402
 log = logger("e2e")
 WORKERS_PER_STAGE = 2
 KILLED_WORKER = "entities-1"
+CRASH_MARGIN_S = 3.0
 NEW_LABELS = ["invoice", "contract", "report", "letter", "memo", "receipt"]
 
 COMPANIES = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell"]
@@ -424,7 +425,9 @@ def check(r, args, pipeline, docs, accepted, poison, pending_at_kill, killed_at,
     for event in published:
         if event["receivers"] < 1:
             continue
-        if killed_at is not None and killed_at - 1.0 <= event["ts"] <= restarted_at + 1.0:
+        # Around the crash a message may be published but die in the server's buffers; the
+        # margin before the kill is generous so a loaded machine does not make this flaky.
+        if killed_at is not None and killed_at - CRASH_MARGIN_S <= event["ts"] <= restarted_at + 1.0:
             continue
         key = (event["doc"], event["stage"], event["state"], event["worker"], event["ts"])
         if key not in seen:
