@@ -308,6 +308,29 @@ def wait_for(predicate, timeout, what):
     raise RuntimeError(f"timed out after {timeout}s waiting for: {what}")
 
 
+def explain_duplicates(outputs, handoffs):
+    """Trace each input entry handed on more than once (at-least-once duplicates) to a cause:
+    `race` - two workers processed it (one claimed it while the other still worked on it;
+    both EXECs seen, only one acknowledged the entry); `reply-lost` - an output no worker saw
+    acknowledged (its EXEC reply was lost in the crash, or the killed worker never logged it)."""
+    logged = {(h["stage"], h["out"]): h for h in handoffs}
+    causes = {}
+    for stage in STAGES:
+        by_source = {}
+        for out_id, f in outputs[stage].items():
+            by_source.setdefault(f.get(f"{stage}_from"), []).append(out_id)
+        for source, outs in by_source.items():
+            if len(outs) < 2:
+                continue
+            seen = [logged.get((stage, o)) for o in outs]
+            if all(seen) and sum(h["acked"] for h in seen) == 1:
+                cause = "race"
+            else:
+                cause = "reply-lost"
+            causes[f"{stage}:{source}"] = {"cause": cause, "outputs": outs, "acked": [h and h["acked"] for h in seen]}
+    return causes
+
+
 def check(r, args, pipeline, docs, accepted, poison, pending_at_kill, killed_at, restarted_at, invalidated_at, failures, summary):
     def fail(msg):
         log("FAILURE: " + msg)
@@ -325,12 +348,9 @@ def check(r, args, pipeline, docs, accepted, poison, pending_at_kill, killed_at,
     # 2. Every document completed every stage with exactly the expected results.
     taxonomies = {f["version"]: json.loads(f["labels"]) for _, f in read_stream(r, TAXONOMY)}
     done = {}
-    duplicates = 0
     for entry_id, f in read_stream(r, "docs:done"):
-        if f["doc_id"] in done:
-            duplicates += 1
-        done.setdefault(f["doc_id"], f)
-    summary["done_duplicates"] = duplicates
+        done.setdefault(f["doc_id"], []).append(f)
+    summary["done_duplicates"] = sum(len(v) - 1 for v in done.values())
     dead = {}
     for entry_id, f in read_stream(r, DEAD_LETTER):
         dead.setdefault(f["doc_id"], f)
@@ -348,23 +368,24 @@ def check(r, args, pipeline, docs, accepted, poison, pending_at_kill, killed_at,
             continue
         if doc_id in dead:
             fail(f"healthy document {doc_id} was dead-lettered: {dead[doc_id]!r}")
-        f = done.get(doc_id)
-        if f is None:
+        if doc_id not in done:
             fail(f"document {doc_id} never reached docs:done")
             continue
-        want = {"doc_id": doc_id, "content": content, "submitted_at": f.get("submitted_at", "")}
-        want.update(stages.extract(want))
-        want.update(stages.entities(want))
-        version = f.get("taxonomy_version", "?")
-        if version not in taxonomies:
-            fail(f"document {doc_id} classified with unknown taxonomy {version!r}")
-            continue
-        want.update(stages.classify(want, {"version": version, "labels": json.dumps(taxonomies[version])}))
-        want.update(stages.embed(want))
-        if f != want:
-            fail(f"document {doc_id} has wrong results: got {f!r}, want {want!r}")
-        if doc_id in late and version != "2":
-            fail(f"document {doc_id} ingested after the cache invalidation was classified with taxonomy {version}")
+        for f in done[doc_id]:  # duplicates too must carry exactly the right results
+            want = {"doc_id": doc_id, "content": content, "submitted_at": f.get("submitted_at", "")}
+            want.update({f"{s}_from": f.get(f"{s}_from", "") for s in STAGES})
+            want.update(stages.extract(want))
+            want.update(stages.entities(want))
+            version = f.get("taxonomy_version", "?")
+            if version not in taxonomies:
+                fail(f"document {doc_id} classified with unknown taxonomy {version!r}")
+                continue
+            want.update(stages.classify(want, {"version": version, "labels": json.dumps(taxonomies[version])}))
+            want.update(stages.embed(want))
+            if f != want:
+                fail(f"document {doc_id} has wrong results: got {f!r}, want {want!r}")
+            if doc_id in late and version != "2":
+                fail(f"document {doc_id} ingested after the cache invalidation was classified with taxonomy {version}")
     summary["done"] = len(done)
     summary["dead_lettered"] = len(dead)
     summary["poison_expected"] = len(poison)
@@ -383,6 +404,7 @@ def check(r, args, pipeline, docs, accepted, poison, pending_at_kill, killed_at,
         if fields is None or fields.get("doc_id") != h["doc"]:
             fail(f"acknowledged hand-off lost: {h!r} -> {fields!r}")
     summary["handoffs_acknowledged"] = len(handoffs)
+    summary["duplicate_handoffs"] = explain_duplicates(outputs, handoffs)
     published = []
     for name in pipeline.procs:
         published.extend(read_jsonl(os.path.join(pipeline.log_dir, f"published-{name}.jsonl")))

@@ -103,12 +103,15 @@ class Worker:
             publish_status(self.r, doc_id, self.stage, "failed", self.consumer, self.status_log)
             self.log(str(err))
             return
+        # Provenance: which entry of our input this result came from, so a duplicate
+        # downstream can be traced to its cause.
+        out[f"{self.stage}_from"] = entry_id
         tx = self.r.pipeline(transaction=True)
         tx.xadd(self.output, out)
         tx.xack(self.stream, self.group, entry_id)
-        out_id, _acked = tx.execute()
+        out_id, acked = tx.execute()
         if self.handoff_log:
-            record = {"stage": self.stage, "doc": doc_id, "in": entry_id, "out": out_id}
+            record = {"stage": self.stage, "doc": doc_id, "in": entry_id, "out": out_id, "acked": acked}
             self.handoff_log.write(json.dumps(record) + "\n")
             self.handoff_log.flush()
         self.stats["done"] += 1
