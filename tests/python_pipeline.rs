@@ -35,18 +35,26 @@ struct Server {
 }
 
 impl Server {
-    fn start(dir: &Path, port: u16, log: &Path) -> Server {
+    /// Starts the server on a free port, trying another if the port was taken meanwhile.
+    fn start(dir: &Path, log: &Path) -> Server {
         let mut server = Server {
             dir: dir.to_path_buf(),
-            port,
+            port: 0,
             log: log.to_path_buf(),
             child: None,
         };
-        server.spawn();
-        server
+        let mut last = String::new();
+        for _ in 0..5 {
+            server.port = free_port();
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(err) => last = err,
+            }
+        }
+        panic!("{last}");
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self) -> Result<(), String> {
         let out = OpenOptions::new()
             .create(true)
             .append(true)
@@ -65,30 +73,38 @@ impl Server {
             .spawn()
             .expect("start sluice-server");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the port accepts connections and our process is still alive (a
+    /// connection alone could reach another process that holds the port).
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+            let connected = TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+            if connected {
+                std::thread::sleep(Duration::from_millis(100));
             }
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "sluice-server exited during start-up ({status}); its log:\n{}",
+                    self.child = None;
+                    return Err(format!(
+                        "the server exited during start-up on port {} ({status}); its log:\n{}",
+                        self.port,
                         read_to_string(&self.log)
-                    );
+                    ));
                 }
+            }
+            if connected {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!(
-            "sluice-server did not accept connections on port {} within 20s; its log:\n{}",
+        Err(format!(
+            "the server did not accept connections on port {} within 20s; its log:\n{}",
             self.port,
             read_to_string(&self.log)
-        );
+        ))
     }
 
     /// kill -9, then start again on the same directory and port.
@@ -97,7 +113,9 @@ impl Server {
             child.kill().expect("SIGKILL sluice-server");
             child.wait().expect("reap sluice-server");
         }
-        self.spawn();
+        if let Err(err) = self.spawn() {
+            panic!("restart on the same directory and port failed: {err}");
+        }
     }
 }
 
@@ -178,8 +196,8 @@ fn python_pipeline_survives_worker_and_server_crashes() {
     std::fs::create_dir_all(&work).unwrap();
     let server_log = tmp.path().join("server.log");
     let driver_log = tmp.path().join("driver.log");
-    let port = free_port();
-    let mut server = Server::start(&data, port, &server_log);
+    let mut server = Server::start(&data, &server_log);
+    let port = server.port;
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python/e2e_check.py");
     let mut child = Command::new("python3")
