@@ -11,7 +11,9 @@ to drain; then checks:
 * every document the ingest service acknowledged is still in `docs:ingest` (same entry ID);
 * every document completes every stage with exactly the expected results, except the
   deterministic "poison" documents, which are dead-lettered, each after MAX_DELIVERIES;
-* every stage hand-off a worker saw acknowledged (it published "done") is in the next stream;
+* every stage hand-off a worker saw acknowledged (EXEC replied) is in the next stream under
+  the returned entry ID, and no entry's XACK returned 1 twice (an acknowledgement is never
+  undone by the crash);
 * no consumer group has anything pending;
 * the killed worker's pending entries were taken over by the other worker;
 * documents ingested after the invalidation were classified with the new taxonomy;
@@ -404,6 +406,15 @@ def check(r, args, pipeline, docs, accepted, poison, pending_at_kill, killed_at,
         if fields is None or fields.get("doc_id") != h["doc"]:
             fail(f"acknowledged hand-off lost: {h!r} -> {fields!r}")
     summary["handoffs_acknowledged"] = len(handoffs)
+    # An XACK that returned 1 removed the entry from the pending list; if a second one for the
+    # same entry also returned 1, the entry came back: an acknowledged XACK was lost.
+    acks = {}
+    for h in handoffs:
+        if h.get("acked") == 1:
+            acks.setdefault((h["stage"], h["in"]), []).append(h)
+    for (stage, entry_id), hs in acks.items():
+        if len(hs) > 1:
+            fail(f"acknowledged XACK lost: {stage} entry {entry_id} acknowledged {len(hs)} times: {hs!r}")
     summary["duplicate_handoffs"] = explain_duplicates(outputs, handoffs)
     published = []
     for name in pipeline.procs:
