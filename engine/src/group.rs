@@ -236,7 +236,7 @@ impl Stream {
     }
 
     /// XREADGROUP for one stream. `count` of `None` (or `Some(0)`, like Redis' COUNT 0) means no
-    /// limit. Creates the consumer if needed.
+    /// limit but one million entries per call. Creates the consumer if needed.
     pub fn read_group(
         &mut self,
         group: &[u8],
