@@ -331,6 +331,11 @@ impl Engine {
             bytes_written: self.ctx.durability.bytes_written(),
             last_fsync_ok: poisoned.is_none(),
             poisoned,
+            corrupt_records_skipped: self
+                .ctx
+                .durability
+                .corrupt_counter()
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -668,6 +673,10 @@ mod tests {
         e.close().unwrap();
         let (e, report) = Engine::open(dir.path(), opts(FsyncPolicy::No, 4096)).unwrap();
         assert_eq!(report.streams, 1);
+        assert_eq!(
+            report.tail_bytes_replayed, 0,
+            "clean reopen replays nothing"
+        );
         assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
         assert_eq!(report.bytes_truncated, 0);
         let s = e.stream(0, b"s").unwrap();

@@ -197,6 +197,8 @@ pub struct Records<'a> {
     pub skipped: u64,
     /// Stop (instead of resynchronising) at an all-zero header: rebuilding an index.
     pub stop_at_zero: bool,
+    /// Engine-wide count of skipped invalid regions, if the reader reports them.
+    pub counter: Option<&'a std::sync::atomic::AtomicU64>,
 }
 
 impl<'a> Records<'a> {
@@ -207,7 +209,14 @@ impl<'a> Records<'a> {
             end,
             skipped: 0,
             stop_at_zero: false,
+            counter: None,
         }
+    }
+
+    /// Reports every skipped invalid region to `counter`.
+    pub fn counting(mut self, counter: &'a std::sync::atomic::AtomicU64) -> Self {
+        self.counter = Some(counter);
+        self
     }
 }
 
@@ -230,6 +239,9 @@ impl<'a> Iterator for Records<'a> {
                 }
                 Ok(Err(_)) => {
                     self.skipped += 1;
+                    if let Some(c) = self.counter {
+                        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     match resync(self.map, self.pos + 1, self.end) {
                         Ok(Some(p)) => self.pos = p,
                         Ok(None) => {

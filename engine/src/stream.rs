@@ -79,6 +79,8 @@ pub struct Stream {
     pub(crate) meta: MetaFile,
     /// `(lsn, tail, offset)`: once `lsn` is fsync'd, `offset` of segment `tail` is durable.
     pub(crate) meta_candidate: Option<(Lsn, u64, u64)>,
+    /// `(tail, written)` of the last tail index file saved by `sync`.
+    pub(crate) tail_index_saved: Option<(u64, u64)>,
     /// Cached ID of the first live entry (`None` = unknown).
     pub(crate) first_cache: Mutex<Option<StreamId>>,
     scratch: Vec<u8>,
@@ -127,6 +129,7 @@ impl Stream {
             flag_dirty: BTreeSet::new(),
             meta,
             meta_candidate: None,
+            tail_index_saved: None,
             first_cache: Mutex::new(None),
             scratch: Vec::new(),
         }
@@ -567,7 +570,10 @@ impl Stream {
                 let Some(start) = self.start_in(&v, lo) else {
                     return Ok(false);
                 };
-                for rec in v.records(start) {
+                for rec in v
+                    .records(start)
+                    .counting(self.ctx.durability.corrupt_counter())
+                {
                     let rec = rec.map_err(|e| Error::io("read a segment", e))?;
                     let Some(id) = rec.entry_id() else { continue };
                     if id < lo {
@@ -619,7 +625,9 @@ impl Stream {
                     };
                     let end = points.get(j + 1).map_or(v.index.written, |n| n.offset);
                     let mut chunk = Vec::new();
-                    for rec in segment::Records::new(v.map, p.offset, end) {
+                    let records = segment::Records::new(v.map, p.offset, end)
+                        .counting(self.ctx.durability.corrupt_counter());
+                    for rec in records {
                         let rec = rec.map_err(|e| Error::io("read a segment", e))?;
                         let Some(id) = rec.entry_id() else { continue };
                         if id < lo || id > hi || !self.is_live(v.number, &rec, id) {
@@ -749,7 +757,7 @@ impl Stream {
         self.with_view(i, |v| {
             let mut live = 0;
             let mut max = None;
-            for rec in v.records(0) {
+            for rec in v.records(0).counting(self.ctx.durability.corrupt_counter()) {
                 let rec = rec.map_err(|e| Error::io("read a segment", e))?;
                 let Some(id) = rec.entry_id() else { continue };
                 max = Some(max.map_or(id, |m: StreamId| m.max(id)));
@@ -947,6 +955,16 @@ impl Stream {
             }
         }
         let durable = self.tail.data.index.written;
+        let saved = (self.tail.number, durable);
+        if self.tail_index_saved != Some(saved) {
+            // Lets a clean reopen skip replaying the tail (see `Stream::open`).
+            let bytes = self.tail.data.index.encode(self.tail.number);
+            let name = segment::index_file_name(self.tail.number);
+            rewrite_atomic(&self.ctx.vfs, &self.dir, &name, &bytes, false)
+                .map_err(|e| Error::io("write the tail index", e))?;
+            self.ctx.durability.count_fsync();
+            self.tail_index_saved = Some(saved);
+        }
         if self.meta.value.durable != durable || self.meta.value.tail != self.tail.number {
             self.write_meta(durable, true)?;
         }
