@@ -178,10 +178,15 @@ impl Conn {
                             return Ok(());
                         }
                         if self.out.len() >= FLUSH_AT {
+                            state.pubsub.wake_subscribers();
                             self.flush(socket).await?;
                         }
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        // End of the pipelined batch: wake whom its PUBLISHes reached.
+                        state.pubsub.wake_subscribers();
+                        break;
+                    }
                     Err(e) => {
                         Stats::error(&shared, "ERR");
                         Reply::Error(e.reply_text()).encode(state.proto, &mut self.out);
@@ -205,10 +210,14 @@ impl Conn {
             let idle = {
                 let timeout = shared.config().timeout;
                 let exempt = state.pubsub.channels() + state.pubsub.patterns() > 0;
-                if timeout == 0 || exempt {
-                    Duration::from_secs(u64::MAX / 4)
-                } else {
-                    Duration::from_secs(timeout)
+                (timeout != 0 && !exempt).then(|| Duration::from_secs(timeout))
+            };
+            // No timer at all without an idle timeout: registering one per loop turn costs a
+            // subscriber more than the message it wakes up for.
+            let idle_timeout = async move {
+                match idle {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
                 }
             };
             self.input.reserve(READ_CHUNK);
@@ -226,7 +235,7 @@ impl Conn {
                 },
                 _ = state.handle.kill_notify.notified() => {}
                 _ = shared.shutdown.wait() => {}
-                _ = tokio::time::sleep(idle) => return Err(String::new()),
+                _ = idle_timeout => return Err(String::new()),
             }
         }
     }
@@ -281,6 +290,11 @@ impl Conn {
             .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
             .unwrap_or_default();
         lock(&state.handle.info).last_cmd = name_lower.clone();
+        if !matches!(name_lower.as_str(), "publish" | "spublish") {
+            // Only a run of PUBLISHes defers its subscribers' wake-ups; anything else (which
+            // may wait) wakes them first.
+            state.pubsub.wake_subscribers();
+        }
         let parsed = cmd::parse(&args);
         let (command, spec) = match parsed {
             Ok(ok) => ok,

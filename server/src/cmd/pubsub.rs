@@ -146,10 +146,10 @@ pub fn execute(cmd: PubSubCommand, session: &mut Session) -> Vec<Reply> {
             return Vec::new();
         }
         PubSubCommand::Publish { channel, message } => {
-            Reply::Int(session.hub().publish(&channel, &message) as i64)
+            Reply::Int(session.publish(Kind::Channel, &channel, &message) as i64)
         }
         PubSubCommand::SPublish { channel, message } => {
-            Reply::Int(session.hub().spublish(&channel, &message) as i64)
+            Reply::Int(session.publish(Kind::Shard, &channel, &message) as i64)
         }
         PubSubCommand::Channels(kind, pattern) => Reply::Array(
             session
