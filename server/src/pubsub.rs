@@ -1286,6 +1286,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn deferred_wakeups_wake_once_at_the_end() {
+        let hub = Hub::default();
+        let mut s = Subscriptions::new(1);
+        s.subscribe(&hub, Kind::Channel, &[b("c")]);
+        assert!(s.recv().await.is_some());
+        // The confirmation's wake-up left a permit behind (recv found the item first).
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(10),
+            s.sub.notify.notified(),
+        )
+        .await;
+        let mut wakeups = Wakeups::default();
+        for _ in 0..16 {
+            assert_eq!(hub.publish_deferred(b"c", b"m", &mut wakeups), 1);
+        }
+        assert_eq!(wakeups.subs.len(), 1, "one wake-up for the whole batch");
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), async {
+            s.sub.notify.notified().await
+        });
+        assert!(waiting.await.is_err(), "nobody woken before wake_all");
+        drop(wakeups);
+        let batch = tokio::time::timeout(std::time::Duration::from_secs(5), s.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            batch.len(),
+            16 * b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n".len()
+        );
+        s.clear(&hub);
+    }
+
+    #[tokio::test]
     async fn recv_wakes_on_publish() {
         let hub = Arc::new(Hub::default());
         let mut s = Subscriptions::new(1);
