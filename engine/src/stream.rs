@@ -82,9 +82,8 @@ pub struct Stream {
     /// Cached ID of the first live entry (`None` = unknown).
     pub(crate) first_cache: Mutex<Option<StreamId>>,
     scratch: Vec<u8>,
-    // GROUPS: the consumer-group helper adds `pub(crate) groups: crate::group::GroupSet`
-    // here, initialised in `Stream::create` / `Stream::open` (recovery.rs) through
-    // `Stream::recover_groups`.
+    /// Consumer groups: state plus journal/checkpoint in `dir` (loaded by `recover_groups`).
+    pub(crate) groups: crate::group::store::GroupStore,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -115,7 +114,9 @@ impl Stream {
         tail: Tail,
         meta: MetaFile,
     ) -> Stream {
+        let groups = Stream::empty_groups(&ctx, &dir);
         Stream {
+            groups,
             dir,
             ctx,
             state,
@@ -133,19 +134,16 @@ impl Stream {
 
     /// The stream's directory (for the consumer-group journal and checkpoint files).
     /// It changes on RENAME: re-read it for every file operation, never cache it.
-    #[allow(dead_code)] // used by group.rs (consumer-group journal)
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// The file system every stream file goes through.
-    #[allow(dead_code)] // used by group.rs (consumer-group journal)
     pub(crate) fn vfs(&self) -> &Arc<dyn Vfs> {
         &self.ctx.vfs
     }
 
     /// Group commit: writes to auxiliary files call `durability().wrote(file, n)` for their Lsn.
-    #[allow(dead_code)] // used by group.rs (consumer-group journal)
     pub(crate) fn durability(&self) -> &Arc<Durability> {
         &self.ctx.durability
     }
@@ -947,14 +945,5 @@ impl Stream {
             .filter_map(|s| lock(&s.data).as_ref().map(|d| d.index.memory_bytes()))
             .sum();
         sealed + self.tail.data.index.memory_bytes()
-    }
-
-    /// Hook run once the tail is recovered, before the stream is used: consumer groups load
-    /// their checkpoint + journal here and clamp anything beyond [`Stream::last_id`]. The
-    /// groups helper replaces this body with a call into `group.rs`; it must push a line to
-    /// `report.group_clamps` for every clamp.
-    pub(crate) fn recover_groups(&mut self, report: &mut crate::RecoveryReport) -> Result<()> {
-        let _ = report;
-        Ok(())
     }
 }

@@ -764,7 +764,7 @@ pub fn publish_effects(shared: &Shared, effects: &Effects) {
     if !effects.touched.is_empty() || !effects.flushed.is_empty() {
         shared
             .blocking
-            .keys_touched(&effects.touched, &effects.flushed);
+            .keys_touched(shared, &effects.touched, &effects.flushed);
     }
 }
 

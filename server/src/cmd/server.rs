@@ -207,7 +207,7 @@ fn command(sub: CommandSub) -> Reply {
             Reply::Array(
                 names
                     .iter()
-                    .map(|n| table::lookup(n).map_or(Reply::NullArray, table::info_reply))
+                    .map(|n| table::lookup(n).map_or(Reply::Null, table::info_reply))
                     .collect(),
             )
         }
