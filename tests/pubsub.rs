@@ -586,3 +586,31 @@ fn keyspace_notifications_match_redis_for_stream_and_key_events() {
     admin.cmd(&["DEL", "s1"]);
     assert_eq!(space.read(), message("__keyspace@0__:s1", "del"));
 }
+
+/// A RESP3 client publishing to its own channel gets the pushes before PUBLISH's reply, in
+/// the byte order redis-server 7.0.15 sends (checked side by side).
+#[test]
+fn resp3_self_publish_order_matches_redis() {
+    let server = Server::start();
+    let mut c = Raw::connect(server.port);
+    assert!(matches!(c.cmd(&["HELLO", "3"]), V::Array(_)));
+    c.send(&[b"SUBSCRIBE", b"c"]);
+    c.send(&[b"PSUBSCRIBE", b"c*"]);
+    c.send(&[b"PUBLISH", b"c", b"x"]);
+    c.send(&[b"PING"]);
+    c.send(&[b"UNSUBSCRIBE"]);
+    c.send(&[b"PUNSUBSCRIBE"]);
+    let expected = [
+        push(&[bulk("subscribe"), bulk("c"), V::Int(1)]),
+        push(&[bulk("psubscribe"), bulk("c*"), V::Int(2)]),
+        push(&[bulk("message"), bulk("c"), bulk("x")]),
+        push(&[bulk("pmessage"), bulk("c*"), bulk("c"), bulk("x")]),
+        V::Int(2),
+        V::Simple("PONG".into()),
+        push(&[bulk("unsubscribe"), bulk("c"), V::Int(1)]),
+        push(&[bulk("punsubscribe"), bulk("c*"), V::Int(0)]),
+    ];
+    for want in expected {
+        assert_eq!(c.read(), want);
+    }
+}
