@@ -1339,6 +1339,22 @@ mod tests {
     }
 
     #[test]
+    fn prefixes_longer_than_the_index_still_match_exactly() {
+        let hub = Hub::default();
+        let mut s = Subscriptions::new(1);
+        let long = "a".repeat(MAX_INDEXED_PREFIX + 36);
+        s.subscribe(&hub, Kind::Pattern, &[b(&format!("{long}*")), b(&long)]);
+        assert_eq!(hub.publish(format!("{long}xyz").as_bytes(), b"m"), 1);
+        assert_eq!(hub.publish(long.as_bytes(), b"m"), 2);
+        assert_eq!(hub.publish(&long.as_bytes()[1..], b"m"), 0);
+        let mut other = long.clone().into_bytes();
+        other[MAX_INDEXED_PREFIX + 1] = b'b';
+        assert_eq!(hub.publish(&other, b"m"), 0);
+        s.clear(&hub);
+        assert!(hub.read().patterns.root.is_empty());
+    }
+
+    #[test]
     fn trie_prunes_to_empty() {
         let hub = Hub::default();
         let mut s = Subscriptions::new(1);
