@@ -977,7 +977,7 @@ impl Session {
     }
 
     /// True while the client has any subscription: under RESP2 it is then in subscribed mode
-    /// and only the commands [`allowed_in_subscribed_mode`] accepts may run.
+    /// and only the (P|S)(UN)SUBSCRIBE family, PING, QUIT and RESET may run.
     pub fn is_subscribed(&self) -> bool {
         self.subs.total() > 0
     }
@@ -1052,36 +1052,12 @@ impl Drop for Session {
     }
 }
 
-/// Whether a RESP2 client in subscribed mode may run `name` (lowercase command name).
-pub fn allowed_in_subscribed_mode(name: &str) -> bool {
-    matches!(
-        name,
-        "subscribe"
-            | "unsubscribe"
-            | "psubscribe"
-            | "punsubscribe"
-            | "ssubscribe"
-            | "sunsubscribe"
-            | "ping"
-            | "quit"
-            | "reset"
-    )
-}
-
 /// The error for any other command in RESP2 subscribed mode; `full_name` is lowercase with
 /// the subcommand as Redis names it (`get`, `pubsub|numpat`).
 pub fn subscribed_mode_error(full_name: &str) -> Reply {
     Reply::err(format!(
         "Can't execute '{full_name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
     ))
-}
-
-/// The reply to PING in RESP2 subscribed mode: `["pong", <message or "">]`.
-pub fn subscribed_ping(message: Option<Bytes>) -> Reply {
-    Reply::Array(vec![
-        Reply::str("pong"),
-        Reply::Bulk(message.unwrap_or_default()),
-    ])
 }
 
 #[cfg(test)]
