@@ -21,6 +21,8 @@ use crate::server::{lock, Shared};
 const FLUSH_AT: usize = 64 * 1024;
 /// Read at most this much per read call.
 const READ_CHUNK: usize = 16 * 1024;
+/// Why a subscriber cut off by the pub/sub hub is closed.
+const CUT_OFF: &str = "pub/sub output buffer limit reached";
 
 /// CLIENT REPLY modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +94,7 @@ impl ClientState {
         info.sub = self.pubsub.channels();
         info.psub = self.pubsub.patterns();
         info.ssub = self.pubsub.shard_channels();
+        info.omem = usize::try_from(self.pubsub.queued_bytes()).unwrap_or(usize::MAX);
         info.multi = self
             .multi
             .as_ref()
@@ -126,6 +129,7 @@ pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, handle: Arc<Clien
     };
     state.publish_info();
     let mut conn = Conn {
+        cut_off: state.pubsub.cut_off_signal(),
         shared: shared.clone(),
         input: BytesMut::with_capacity(READ_CHUNK),
         out: BytesMut::new(),
@@ -143,6 +147,9 @@ pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, handle: Arc<Clien
 
 struct Conn {
     shared: Arc<Shared>,
+    /// Completes when the pub/sub hub cuts this client off (output buffer limit): a flush
+    /// to a client that does not read must not wait forever.
+    cut_off: crate::pubsub::CutOffSignal,
     input: BytesMut,
     out: BytesMut,
     parser: Parser,
@@ -171,10 +178,15 @@ impl Conn {
                             return Ok(());
                         }
                         if self.out.len() >= FLUSH_AT {
+                            state.pubsub.wake_subscribers();
                             self.flush(socket).await?;
                         }
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        // End of the pipelined batch: wake whom its PUBLISHes reached.
+                        state.pubsub.wake_subscribers();
+                        break;
+                    }
                     Err(e) => {
                         Stats::error(&shared, "ERR");
                         Reply::Error(e.reply_text()).encode(state.proto, &mut self.out);
@@ -198,10 +210,14 @@ impl Conn {
             let idle = {
                 let timeout = shared.config().timeout;
                 let exempt = state.pubsub.channels() + state.pubsub.patterns() > 0;
-                if timeout == 0 || exempt {
-                    Duration::from_secs(u64::MAX / 4)
-                } else {
-                    Duration::from_secs(timeout)
+                (timeout != 0 && !exempt).then(|| Duration::from_secs(timeout))
+            };
+            // No timer at all without an idle timeout: registering one per loop turn costs a
+            // subscriber more than the message it wakes up for.
+            let idle_timeout = async move {
+                match idle {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
                 }
             };
             self.input.reserve(READ_CHUNK);
@@ -215,11 +231,11 @@ impl Conn {
                 }
                 msg = state.pubsub.recv() => match msg {
                     Some(bytes) => self.out.extend_from_slice(&bytes),
-                    None => return Err("pub/sub output buffer limit reached".into()),
+                    None => return Err(CUT_OFF.into()),
                 },
                 _ = state.handle.kill_notify.notified() => {}
                 _ = shared.shutdown.wait() => {}
-                _ = tokio::time::sleep(idle) => return Err(String::new()),
+                _ = idle_timeout => return Err(String::new()),
             }
         }
     }
@@ -236,10 +252,10 @@ impl Conn {
             return Ok(());
         }
         let n = self.out.len();
-        socket
-            .write_all(&self.out)
-            .await
-            .map_err(|e| e.to_string())?;
+        tokio::select! {
+            written = socket.write_all(&self.out) => written.map_err(|e| e.to_string())?,
+            _ = self.cut_off.wait() => return Err(CUT_OFF.into()),
+        }
         self.shared
             .stats
             .net_output_bytes
@@ -274,6 +290,11 @@ impl Conn {
             .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
             .unwrap_or_default();
         lock(&state.handle.info).last_cmd = name_lower.clone();
+        if !matches!(name_lower.as_str(), "publish" | "spublish") {
+            // Only a run of PUBLISHes defers its subscribers' wake-ups; anything else (which
+            // may wait) wakes them first.
+            state.pubsub.wake_subscribers();
+        }
         let parsed = cmd::parse(&args);
         let (command, spec) = match parsed {
             Ok(ok) => ok,
@@ -314,10 +335,15 @@ impl Conn {
             )
         {
             Stats::rejected(&shared, spec.name);
-            self.reply(state, Reply::err(format!(
-                "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-                spec.name
-            )));
+            let full_name = match args.get(1) {
+                Some(sub) if cmd::table::is_container(spec.name) => format!(
+                    "{}|{}",
+                    spec.name,
+                    String::from_utf8_lossy(sub).to_ascii_lowercase()
+                ),
+                _ => spec.name.to_string(),
+            };
+            self.reply(state, crate::pubsub::subscribed_mode_error(&full_name));
             return Ok(());
         }
         if let Some(multi) = state.multi.as_mut() {
@@ -333,6 +359,20 @@ impl Conn {
         if spec.name == "exec" {
             return self.exec(socket, state).await;
         }
+        let command = match command {
+            Command::PubSub(c) => {
+                // Pub/sub needs no engine: run it outside the engine lock.
+                let started = Instant::now();
+                let replies = cmd::pubsub::execute(c, &mut state.pubsub);
+                let failed = replies.iter().any(Reply::is_error);
+                for r in replies {
+                    self.reply(state, r);
+                }
+                Stats::call(&shared, spec.name, started, failed);
+                return Ok(());
+            }
+            other => other,
+        };
         let started = Instant::now();
         let mut effects = Effects::default();
         let outcome = {
@@ -410,6 +450,7 @@ impl Conn {
             }
             (None, Outcome::Chunked(mut chunked)) => {
                 Stats::call(&shared, spec.name, started, false);
+                self.drain_pubsub(state);
                 loop {
                     let done = {
                         let mut engine = shared.engine();
@@ -572,6 +613,7 @@ impl Conn {
         if let Some(err) = self.await_durable(effects.lsn).await {
             self.reply(state, err);
         } else if state.reply_mode == ReplyMode::On {
+            self.drain_pubsub(state);
             self.out.extend_from_slice(&body);
         }
         if !after.is_empty() {
@@ -610,7 +652,17 @@ impl Conn {
         }
     }
 
+    /// Moves pub/sub messages and confirmations queued so far into the output, so a reply
+    /// written next follows every message published before it (Redis' order). Pushes are
+    /// sent even under CLIENT REPLY OFF, as Redis does.
+    fn drain_pubsub(&mut self, state: &ClientState) {
+        while let Ok(Some(queued)) = state.pubsub.try_recv() {
+            self.out.extend_from_slice(&queued);
+        }
+    }
+
     fn reply(&mut self, state: &ClientState, reply: Reply) {
+        self.drain_pubsub(state);
         if reply.is_error() {
             if let Reply::Error(text) = &reply {
                 let code = text.split(' ').next().unwrap_or("ERR");

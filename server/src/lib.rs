@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod expiry;
+pub mod glob;
 pub mod pubsub;
 pub mod reply;
 pub mod resp;

@@ -412,77 +412,10 @@ fn run(cmd: KeysCommand, ctx: &mut Ctx) -> Result<Reply, Reply> {
     })
 }
 
-/// Redis-style glob matching (`*`, `?`, `[...]` with `^` and ranges, `\` escapes), iterative:
-/// a `*` remembers where to resume, so matching is O(pattern × string) with no recursion.
+/// KEYS / SCAN MATCH matching: Redis' glob ([`crate::glob`]), except that a lone `*` lists
+/// every key, the empty name included, because Redis skips the matcher for it.
 pub fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
-    let (mut p, mut i) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    loop {
-        if p < pattern.len() {
-            match pattern[p] {
-                b'*' => {
-                    while pattern.get(p + 1) == Some(&b'*') {
-                        p += 1;
-                    }
-                    star = Some((p, i));
-                    p += 1;
-                    continue;
-                }
-                c if i < s.len() => {
-                    let (matched, width) = match c {
-                        b'?' => (true, 1),
-                        b'[' => class_match(&pattern[p..], s[i]),
-                        b'\\' if p + 1 < pattern.len() => (pattern[p + 1] == s[i], 2),
-                        c => (c == s[i], 1),
-                    };
-                    if matched {
-                        p += width;
-                        i += 1;
-                        continue;
-                    }
-                }
-                _ => {}
-            }
-        } else if i == s.len() {
-            return true;
-        }
-        // Mismatch: let the last `*` swallow one more byte, if there is one.
-        match star {
-            Some((sp, si)) if si < s.len() => {
-                star = Some((sp, si + 1));
-                p = sp + 1;
-                i = si + 1;
-            }
-            _ => return false,
-        }
-    }
-}
-
-/// Matches one byte against a `[...]` class at the start of `pat`; returns whether it matched
-/// and how many pattern bytes the class spans (an unterminated class runs to the end).
-fn class_match(pat: &[u8], c: u8) -> (bool, usize) {
-    let mut j = 1;
-    let not = pat.get(j) == Some(&b'^');
-    if not {
-        j += 1;
-    }
-    let mut matched = false;
-    while j < pat.len() && pat[j] != b']' {
-        if pat[j] == b'\\' && j + 1 < pat.len() {
-            j += 1;
-            matched |= pat[j] == c;
-        } else if j + 2 < pat.len() && pat[j + 1] == b'-' && pat[j + 2] != b']' {
-            let (a, b) = (pat[j].min(pat[j + 2]), pat[j].max(pat[j + 2]));
-            matched |= (a..=b).contains(&c);
-            j += 2;
-        } else {
-            matched |= pat[j] == c;
-        }
-        j += 1;
-    }
-    // `j` is at the closing `]` (or the end when unterminated).
-    let width = (j + 1).min(pat.len());
-    (matched != not, width.max(1))
+    pattern == b"*" || crate::glob::matches(pattern, s)
 }
 
 #[cfg(test)]

@@ -152,6 +152,7 @@ pub fn execute(
         ServerCommand::ConfigSet(pairs) => config_set(pairs, ctx, shared),
         ServerCommand::ConfigResetStat => {
             shared.stats.reset();
+            shared.hub.reset_stats();
             Reply::Ok
         }
         ServerCommand::ConfigHelp => help(
@@ -283,6 +284,7 @@ fn config_set(pairs: Vec<(String, String)>, ctx: &mut Ctx, shared: &Shared) -> R
     if ctx.engine.fsync_policy() != next.appendfsync {
         ctx.engine.set_fsync_policy(next.appendfsync);
     }
+    shared.hub.set_output_limit(next.output_pubsub);
     *shared.config.write().unwrap_or_else(|e| e.into_inner()) = next;
     Reply::Ok
 }
@@ -507,6 +509,11 @@ fn section(name: &str, out: &mut String, ctx: &mut Ctx, shared: &Shared) {
                 out,
                 "total_error_replies",
                 &load(&stats.total_error_replies),
+            );
+            kv(
+                out,
+                "client_output_buffer_limit_disconnections",
+                &shared.hub.output_limit_disconnections(),
             );
         }
         "replication" => {
