@@ -273,6 +273,10 @@ fn every_command_with_odd_arguments_keeps_the_server_up() {
                 | "subscribe"
                 | "psubscribe"
                 | "ssubscribe"
+                // One reply per channel named, as in Redis: this loop reads one per command.
+                | "unsubscribe"
+                | "punsubscribe"
+                | "sunsubscribe"
                 | "client"
                 | "multi"
                 | "select"
