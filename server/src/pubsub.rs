@@ -448,27 +448,32 @@ impl Subscriber {
 
     /// Takes queued items, up to about [`RECV_BATCH_BYTES`] (at least one). `Err` once cut off.
     fn take(&self) -> Result<Option<Bytes>, ()> {
-        let mut q = self.lock();
-        if q.closed {
-            return Err(());
-        }
-        let Some(first) = q.items.pop_front() else {
-            return Ok(None);
-        };
-        if q.items.is_empty() || first.len() >= RECV_BATCH_BYTES {
-            q.bytes -= first.len() as u64;
-            return Ok(Some(first));
-        }
-        let mut out = BytesMut::with_capacity(RECV_BATCH_BYTES);
-        out.put_slice(&first);
-        while let Some(next) = q.items.front() {
-            if out.len() + next.len() > RECV_BATCH_BYTES {
-                break;
+        let mut batch = Vec::new();
+        let mut size = 0;
+        {
+            let mut q = self.lock();
+            if q.closed {
+                return Err(());
             }
-            out.put_slice(next);
-            q.items.pop_front();
+            while let Some(next) = q.items.front().map(Bytes::len) {
+                if !batch.is_empty() && size + next > RECV_BATCH_BYTES {
+                    break;
+                }
+                if let Some(item) = q.items.pop_front() {
+                    size += item.len();
+                    batch.push(item);
+                }
+            }
+            q.bytes -= size as u64;
         }
-        q.bytes -= out.len() as u64;
+        // Copy outside the lock, so publishers never wait for it.
+        if batch.len() <= 1 {
+            return Ok(batch.pop());
+        }
+        let mut out = BytesMut::with_capacity(size);
+        for item in &batch {
+            out.put_slice(item);
+        }
         Ok(Some(out.freeze()))
     }
 
