@@ -158,6 +158,9 @@ impl Drop for Driver {
             .args(["-9", "--", &format!("-{}", self.child.id())])
             .stderr(Stdio::null())
             .status();
+        // Should `kill` be missing, the driver at least dies; its children follow within half
+        // a second (PIPELINE_EXIT_WITH_PARENT).
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
