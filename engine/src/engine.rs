@@ -920,4 +920,40 @@ mod tests {
         sync::<Stream>();
         sync::<Durability>();
     }
+
+    #[test]
+    fn many_streams_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(FsyncPolicy::EverySec, 64 << 20);
+        let (mut e, _) = Engine::open(dir.path(), o.clone()).unwrap();
+        for i in 0..200u32 {
+            let key = format!("stream:{i}");
+            let (s, _) = e.create_stream(i % 4, key.as_bytes()).unwrap();
+            s.add(
+                IdSpec::Explicit(StreamId::new(u64::from(i) + 1, 0)),
+                &f("v"),
+                0,
+            )
+            .unwrap();
+        }
+        drop(e); // crash: every tail is replayed
+        let (e, r) = Engine::open(dir.path(), o.clone()).unwrap();
+        assert_eq!(r.streams, 200);
+        assert!(r.corruptions.is_empty());
+        // Small streams must not each reserve a whole 64 MiB segment on disk.
+        let used: u64 = std::fs::read_dir(dir.path().join("db0"))
+            .unwrap()
+            .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+            .map(|f| f.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(used < 50 * (1 << 20), "{used} bytes for 50 tiny streams");
+        e.close().unwrap();
+        let (e, r) = Engine::open(dir.path(), o).unwrap();
+        assert_eq!(r.tail_bytes_replayed, 0);
+        assert_eq!((0..4).map(|d| e.key_count(d)).sum::<u64>(), 200);
+        assert_eq!(
+            e.stream(3, b"stream:199").unwrap().last_id(),
+            StreamId::new(200, 0)
+        );
+    }
 }

@@ -7,7 +7,7 @@
 //! - every live entry of segment `i` lies in `[base(i), base(i+1)]`; segments holding no live
 //!   entry may have any base, so routing scans the (few) segments linearly instead of
 //!   bisecting their bases;
-//! - an entry is live unless its state byte says deleted, its ID is in `pending_deletes`
+//! - an entry is live unless its state byte says deleted, its location is in `pending_deletes`
 //!   (deleted, flag not yet written because the delete record is not yet fsync'd), or it is
 //!   at or below the trim point.
 
@@ -71,7 +71,9 @@ pub struct Stream {
     pub(crate) state: StreamState,
     pub(crate) sealed: Vec<Sealed>,
     pub(crate) tail: Tail,
-    pub(crate) pending_deletes: BTreeMap<StreamId, PendingDelete>,
+    /// Keyed by `(segment, offset)`, not ID: after an XSETID lowers the last ID, a new entry
+    /// may reuse the ID of an old, deleted one.
+    pub(crate) pending_deletes: BTreeMap<(u64, u64), PendingDelete>,
     /// Smallest Lsn in `pending_deletes` (they are only due once it is fsync'd).
     pub(crate) pending_min_lsn: Option<Lsn>,
     /// Segments holding flag writes not yet fsync'd (synced before a roll).
@@ -311,11 +313,11 @@ impl Stream {
                 .pending_deletes
                 .iter()
                 .filter(|(_, p)| p.lsn <= synced)
-                .map(|(id, p)| (*id, *p))
+                .map(|(at, p)| (*at, *p))
                 .collect();
-            for (id, p) in due {
+            for (at, p) in due {
                 self.write_flag(p.segment, p.offset)?;
-                self.pending_deletes.remove(&id);
+                self.pending_deletes.remove(&at);
             }
             self.pending_min_lsn = self.pending_deletes.values().map(|p| p.lsn).min();
         }
@@ -529,9 +531,9 @@ impl Stream {
         }
     }
 
-    fn is_live(&self, segment: u64, rec: &RawRecord<'_>, id: StreamId) -> bool {
+    fn is_live(&self, segment: u64, rec: &RawRecord<'_>) -> bool {
         !record::is_deleted_state(rec.header.state)
-            && !self.pending_deletes.contains_key(&id)
+            && !self.pending_deletes.contains_key(&(segment, rec.offset))
             && !self.state.is_trimmed(segment, rec.offset)
     }
 
@@ -581,7 +583,7 @@ impl Stream {
                     if id < lo {
                         continue;
                     }
-                    let live = self.is_live(v.number, &rec, id);
+                    let live = self.is_live(v.number, &rec);
                     if id > hi {
                         // Entries in a segment are ordered: nothing further here matches,
                         // and a live one proves no later segment does either.
@@ -632,7 +634,7 @@ impl Stream {
                     for rec in records {
                         let rec = rec.map_err(|e| Error::io("read a segment", e))?;
                         let Some(id) = rec.entry_id() else { continue };
-                        if id < lo || id > hi || !self.is_live(v.number, &rec, id) {
+                        if id < lo || id > hi || !self.is_live(v.number, &rec) {
                             continue;
                         }
                         if let Some(e) = record::decode_entry(rec.body()) {
@@ -732,7 +734,7 @@ impl Stream {
             self.state = state;
             self.pending_min_lsn = Some(self.pending_min_lsn.map_or(l, |m| m.min(l)));
             self.pending_deletes.insert(
-                id,
+                (segment, offset),
                 PendingDelete {
                     lsn: l,
                     segment,
@@ -763,7 +765,7 @@ impl Stream {
                 let rec = rec.map_err(|e| Error::io("read a segment", e))?;
                 let Some(id) = rec.entry_id() else { continue };
                 max = Some(max.map_or(id, |m: StreamId| m.max(id)));
-                if self.is_live(v.number, &rec, id) {
+                if self.is_live(v.number, &rec) {
                     live += 1;
                 }
             }
@@ -929,8 +931,9 @@ impl Stream {
                 state.max_deleted = md;
             }
         }
-        if lowering && self.tail.data.index.entries > 0 {
-            // Keep IDs increasing inside every segment: later entries go to a new one.
+        if lowering && (self.tail.data.index.entries > 0 || last_id < self.tail.base) {
+            // Keep IDs increasing inside every segment and no entry below its segment's
+            // base: later entries go to a new segment based at the new last ID.
             self.state = state;
             self.roll(last_id, 0)?;
         }
