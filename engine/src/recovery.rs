@@ -3,10 +3,7 @@
 //! fsync'd (reported, skipped by resynchronising on the next valid record, never
 //! overwritten), and redo deletes recorded in the tail.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Mutex,
-};
+use std::path::{Path, PathBuf};
 
 use crate::{
     index::SegmentIndex,
@@ -395,11 +392,7 @@ impl Stream {
         let sealed = segs
             .iter()
             .filter(|(n, _)| *n != number)
-            .map(|&(n, b)| Sealed {
-                number: n,
-                base: b,
-                data: Mutex::new(None),
-            })
+            .map(|&(n, b)| Sealed::new(n, b, None))
             .collect();
         let tail = Tail { number, base, data };
         let mut stream = Stream::assemble(dir, ctx.clone(), rep.state, sealed, tail, meta);

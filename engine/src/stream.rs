@@ -15,7 +15,10 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     ops::Bound,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
 };
 
 use bytes::Bytes;
@@ -47,8 +50,25 @@ pub(crate) struct Ctx {
 pub(crate) struct Sealed {
     pub number: u64,
     pub base: StreamId,
+    /// Open file, map and index, loaded on first use and dropped again when more than
+    /// [`MAX_LOADED_SEALED`] are loaded (least recently used first).
     pub data: Mutex<Option<Arc<SegmentData>>>,
+    pub last_used: AtomicU64,
 }
+
+impl Sealed {
+    pub(crate) fn new(number: u64, base: StreamId, data: Option<Arc<SegmentData>>) -> Sealed {
+        Sealed {
+            number,
+            base,
+            data: Mutex::new(data),
+            last_used: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Sealed segments kept open (file descriptor + map + index) per stream.
+const MAX_LOADED_SEALED: usize = 16;
 
 pub(crate) struct Tail {
     pub number: u64,
@@ -83,6 +103,8 @@ pub struct Stream {
     pub(crate) meta_candidate: Option<(Lsn, u64, u64)>,
     /// `(tail, written)` of the last tail index file saved by `sync`.
     pub(crate) tail_index_saved: Option<(u64, u64)>,
+    /// Clock for the sealed segments' LRU.
+    use_tick: AtomicU64,
     /// Cached ID of the first live entry (`None` = unknown).
     pub(crate) first_cache: Mutex<Option<StreamId>>,
     scratch: Vec<u8>,
@@ -131,6 +153,7 @@ impl Stream {
             meta,
             meta_candidate: None,
             tail_index_saved: None,
+            use_tick: AtomicU64::new(0),
             first_cache: Mutex::new(None),
             scratch: Vec::new(),
         }
@@ -474,11 +497,9 @@ impl Stream {
         }
         self.ctx.durability.count_fsync();
         let old = std::mem::replace(&mut self.tail, Tail { number, base, data });
-        self.sealed.push(Sealed {
-            number: old.number,
-            base: old.base,
-            data: Mutex::new(Some(Arc::new(old.data))),
-        });
+        self.sealed
+            .push(Sealed::new(old.number, old.base, Some(Arc::new(old.data))));
+        self.evict_sealed(old.number);
         self.meta_candidate = None;
         let durable = self.tail.data.index.written;
         self.write_meta(durable, true)?;
@@ -487,17 +508,44 @@ impl Stream {
 
     /// Loads a sealed segment (map + index) on first use.
     pub(crate) fn load_sealed(&self, s: &Sealed) -> Result<Arc<SegmentData>> {
-        let mut slot = lock(&s.data);
-        if let Some(d) = slot.as_ref() {
-            return Ok(d.clone());
-        }
-        let path = self.segment_path(s.number, s.base);
-        let index_path = self.dir.join(segment::index_file_name(s.number));
-        let data = segment::open_sealed(&self.ctx.vfs, &path, &index_path, s.number)
-            .map_err(|e| Error::io(format!("open segment {}", path.display()), e))?;
-        let data = Arc::new(data);
-        *slot = Some(data.clone());
+        let tick = self.use_tick.fetch_add(1, Ordering::Relaxed) + 1;
+        s.last_used.store(tick, Ordering::Relaxed);
+        let data = {
+            let mut slot = lock(&s.data);
+            if let Some(d) = slot.as_ref() {
+                return Ok(d.clone());
+            }
+            let path = self.segment_path(s.number, s.base);
+            let index_path = self.dir.join(segment::index_file_name(s.number));
+            let data = segment::open_sealed(&self.ctx.vfs, &path, &index_path, s.number)
+                .map_err(|e| Error::io(format!("open segment {}", path.display()), e))?;
+            let data = Arc::new(data);
+            *slot = Some(data.clone());
+            data
+        };
+        self.evict_sealed(s.number);
         Ok(data)
+    }
+
+    /// Unloads the least recently used sealed segments (other than `keep`) beyond
+    /// [`MAX_LOADED_SEALED`]. A reader still holding one keeps it alive until done.
+    fn evict_sealed(&self, keep: u64) {
+        let mut loaded: Vec<&Sealed> = self
+            .sealed
+            .iter()
+            .filter(|x| x.number != keep && lock(&x.data).is_some())
+            .collect();
+        if loaded.len() < MAX_LOADED_SEALED {
+            return;
+        }
+        loaded.sort_by_key(|x| x.last_used.load(Ordering::Relaxed));
+        let excess = loaded.len() + 1 - MAX_LOADED_SEALED;
+        for victim in loaded.into_iter().take(excess) {
+            // Unflushed flag writes must not be lost with the handle: keep those open.
+            if !self.flag_dirty.contains(&victim.number) {
+                *lock(&victim.data) = None;
+            }
+        }
     }
 
     pub(crate) fn segment_path(&self, number: u64, base: StreamId) -> PathBuf {
@@ -975,6 +1023,14 @@ impl Stream {
         }
         self.meta_candidate = None;
         Ok(())
+    }
+
+    /// Sealed segments currently open (file + map + index).
+    pub fn loaded_segments(&self) -> usize {
+        self.sealed
+            .iter()
+            .filter(|s| lock(&s.data).is_some())
+            .count()
     }
 
     /// Bytes of index points held in memory (for tests of the memory bound).
