@@ -87,6 +87,8 @@ pub struct Engine {
     /// Removed stream directories, deletable once the rename into `trash` is durable.
     trash_pending: Vec<(Lsn, PathBuf)>,
     _sync: SyncThread,
+    /// Exclusive lock on `<dir>/LOCK`, released when the engine is dropped.
+    _lock: Box<dyn Send + Sync>,
 }
 
 /// Maps a key to a directory name: `k` + the key with bytes outside `[A-Za-z0-9_-]`
@@ -211,6 +213,12 @@ impl Engine {
                 .map_err(|e| Error::io(format!("create {}", p.display()), e))
         };
         mkdir(&dir)?;
+        let lock = vfs.lock(&dir.join("LOCK")).map_err(|e| {
+            Error::io(
+                format!("lock {} (is another server using it?)", dir.display()),
+                e,
+            )
+        })?;
         let trash = dir.join(TRASH);
         remove_tree(&vfs, &trash).map_err(|e| Error::io("empty the trash", e))?;
         mkdir(&trash)?;
@@ -283,6 +291,7 @@ impl Engine {
                 trash_seq: 0,
                 trash_pending: Vec::new(),
                 _sync: sync,
+                _lock: lock,
             },
             report,
         ))
@@ -910,6 +919,19 @@ mod tests {
             bytes < n as usize / 2,
             "{bytes} bytes of index for {n} entries"
         );
+    }
+
+    #[test]
+    fn a_directory_is_opened_by_one_engine_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(FsyncPolicy::No, 1 << 16);
+        let (e, _) = Engine::open(dir.path(), o.clone()).unwrap();
+        assert!(matches!(
+            Engine::open(dir.path(), o.clone()),
+            Err(Error::Io { .. })
+        ));
+        drop(e);
+        Engine::open(dir.path(), o).unwrap();
     }
 
     #[test]
