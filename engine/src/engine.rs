@@ -278,6 +278,12 @@ impl Engine {
             }
             dbs.push(db);
         }
+        // The database and trash directories themselves (and the data directory, if new)
+        // must be durable entries before any stream inside them is acknowledged.
+        durability.dir_changed(&dir);
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            durability.dir_changed(parent);
+        }
         // Anything recovery changed becomes durable before new writes are accepted.
         durability.sync_now()?;
         let sync = durability.start()?;
