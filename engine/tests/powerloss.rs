@@ -5,13 +5,15 @@
 //! for like a server acknowledging it; at random points a crash image is opened and must
 //! hold exactly every acknowledged write. Seeded; the seed is printed on failure.
 
+#![allow(clippy::unwrap_used)] // a test file: a failed unwrap is a failed test
+
 use std::{
     collections::{BTreeMap, HashMap},
     ffi::OsString,
     fs::File,
     ops::Bound,
     os::unix::fs::{FileExt, MetadataExt},
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, Mutex},
 };
 
