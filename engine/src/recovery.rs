@@ -190,7 +190,7 @@ fn clean_tail(
     if index.written != m.durable || m.durable == 0 {
         return None;
     }
-    let window_end = len.min(m.durable + 4096);
+    let window_end = len.min(m.durable.saturating_add(4096));
     if !zero_page(map, m.durable, window_end).ok()? {
         return None;
     }
@@ -299,7 +299,7 @@ impl Stream {
                     dir.display()
                 ));
                 let mut header = Vec::new();
-                let number = found.map_or(0, |m| m.tail + 1);
+                let number = found.map_or(0, |m| m.tail.saturating_add(1));
                 let base = fallback.last_id;
                 Control::Header {
                     state: fallback,
@@ -414,7 +414,7 @@ impl Stream {
                     .tail
                     .data
                     .map
-                    .read(offset + record::STATE_OFFSET, 1)
+                    .read(offset.saturating_add(record::STATE_OFFSET), 1)
                     .ok()
                     .and_then(|b| b.first().copied())
                     .is_some_and(record::is_deleted_state);

@@ -347,7 +347,9 @@ impl Stream {
         if let Some((lsn, tail, offset)) = self.meta_candidate {
             if lsn <= synced {
                 self.meta_candidate = None;
-                if tail == self.tail.number && offset >= self.meta.value.durable + META_STEP {
+                if tail == self.tail.number
+                    && offset >= self.meta.value.durable.saturating_add(META_STEP)
+                {
                     self.write_meta(offset, false)?;
                 }
             }
@@ -414,7 +416,7 @@ impl Stream {
         let Some(file) = self.segment_file(segment)? else {
             return Ok(());
         };
-        if let Err(e) = file.write_all_at(&[STATE_DELETED], offset + STATE_OFFSET) {
+        if let Err(e) = file.write_all_at(&[STATE_DELETED], offset.saturating_add(STATE_OFFSET)) {
             return Err(self.ctx.durability.write_failed("write a delete flag", e));
         }
         self.ctx.durability.wrote(&file, 1);
@@ -469,7 +471,7 @@ impl Stream {
         if let Err(e) = rewrite_atomic(&self.ctx.vfs, &self.dir, &index_name, &index_bytes, false) {
             return Err(Error::io("write a segment index", e));
         }
-        let number = self.tail.number + 1;
+        let number = self.tail.number.saturating_add(1);
         let mut header = Vec::new();
         Control::Header {
             state: self.state,
