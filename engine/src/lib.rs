@@ -112,6 +112,13 @@
 //! acknowledged data counts as a torn tail: the price of not fsyncing the meta file in
 //! every group commit.
 //!
+//! How this is checked: `tests/powerloss.rs` builds crash images holding only what was
+//! fsync'd (file contents by inode, directory entries) and requires every acknowledged
+//! write under `always`, and a state each stream went through since the last sync round
+//! under `everysec`/`no`; `tests/recovery.rs` truncates, zeroes, flips bits and appends
+//! garbage to tails and sealed segments; `tests/model.rs` compares random operation
+//! sequences (with reopens and crash-reopens) against an in-memory model.
+//!
 //! # Appending through write(2), not the map
 //! Measured here (2 vCPU VM, ext4 on virtio, `cargo test --release -p sluice-engine
 //! write_vs_map -- --ignored --nocapture`, 200 000 appends of 128 B): without syncing,
