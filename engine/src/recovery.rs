@@ -239,15 +239,19 @@ impl Stream {
         d.wrote(&data.file, header.len() as u64);
         let (mut meta, _) =
             MetaFile::open(vfs, &dir).map_err(|e| Error::io("create a meta file", e))?;
-        let n = meta
-            .write(MetaValue {
-                tail: 0,
-                durable: 0,
-                expire: None,
-                state,
-            })
+        let (meta_file, n) = meta
+            .write(
+                vfs,
+                &dir,
+                MetaValue {
+                    tail: 0,
+                    durable: 0,
+                    expire: None,
+                    state,
+                },
+            )
             .map_err(|e| Error::io("write a meta file", e))?;
-        d.wrote(&meta.file, n);
+        d.wrote(&meta_file, n);
         d.dir_changed(&dir);
         let lsn = match dir.parent() {
             Some(parent) => d.dir_changed(parent),

@@ -370,17 +370,17 @@ impl Stream {
     }
 
     fn write_meta_value(&mut self, value: MetaValue, sync: bool) -> Result<Lsn> {
-        let n = match self.meta.write(value) {
-            Ok(n) => n,
+        let (file, n) = match self.meta.write(&self.ctx.vfs, &self.dir, value) {
+            Ok(written) => written,
             Err(e) => return Err(self.ctx.durability.write_failed("write meta file", e)),
         };
         if sync {
-            if let Err(e) = self.meta.file.sync_data() {
+            if let Err(e) = file.sync_data() {
                 return Err(self.ctx.durability.write_failed("fsync meta file", e));
             }
             self.ctx.durability.count_fsync();
         }
-        Ok(self.ctx.durability.wrote(&self.meta.file, n))
+        Ok(self.ctx.durability.wrote(&file, n))
     }
 
     /// The key's expiry (Unix ms), as stored in the meta file.
