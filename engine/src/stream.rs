@@ -54,6 +54,9 @@ pub(crate) struct Sealed {
     /// [`MAX_LOADED_SEALED`] are loaded (least recently used first).
     pub data: Mutex<Option<Arc<SegmentData>>>,
     pub last_used: AtomicU64,
+    /// Cached `(live entries, greatest entry ID)`, so approximate trims do not rescan a
+    /// segment on every XADD; kept exact by deletes and dropped when a trim cuts into it.
+    pub counts: Mutex<Option<(u64, Option<StreamId>)>>,
 }
 
 impl Sealed {
@@ -63,6 +66,7 @@ impl Sealed {
             base,
             data: Mutex::new(data),
             last_used: AtomicU64::new(0),
+            counts: Mutex::new(None),
         }
     }
 }
@@ -782,6 +786,11 @@ impl Stream {
                 offset,
             })?;
             self.state = state;
+            if let Some(sealed) = self.sealed_by_number(segment) {
+                if let Some((live, _)) = lock(&sealed.counts).as_mut() {
+                    *live = live.saturating_sub(1);
+                }
+            }
             self.pending_min_lsn = Some(self.pending_min_lsn.map_or(l, |m| m.min(l)));
             self.pending_deletes.insert(
                 (segment, offset),
@@ -808,7 +817,10 @@ impl Stream {
 
     /// Live entries of segment `i` and the greatest entry ID it holds (live or not).
     fn count_segment(&self, i: usize) -> Result<(u64, Option<StreamId>)> {
-        self.with_view(i, |v| {
+        if let Some(cached) = self.sealed.get(i).and_then(|s| *lock(&s.counts)) {
+            return Ok(cached);
+        }
+        let counted = self.with_view(i, |v| {
             let mut live = 0;
             let mut max = None;
             for rec in v.records(0).counting(self.ctx.durability.corrupt_counter()) {
@@ -820,7 +832,19 @@ impl Stream {
                 }
             }
             Ok((live, max))
-        })
+        })?;
+        if let Some(s) = self.sealed.get(i) {
+            *lock(&s.counts) = Some(counted);
+        }
+        Ok(counted)
+    }
+
+    fn sealed_by_number(&self, number: u64) -> Option<&Sealed> {
+        let i = self
+            .sealed
+            .binary_search_by_key(&number, |s| s.number)
+            .ok()?;
+        self.sealed.get(i)
     }
 
     /// XTRIM (and XADD's trim clause): returns the number of entries removed.
@@ -851,6 +875,9 @@ impl Stream {
         let lsn = self.append_control(&Control::Trim(state))?;
         self.state = state;
         *lock(&self.first_cache) = None;
+        if let Some(cut) = self.sealed_by_number(new_pos.segment) {
+            *lock(&cut.counts) = None;
+        }
         self.drop_trimmed_segments()?;
         Ok((removed, lsn))
     }
