@@ -129,7 +129,8 @@
 //! Entry records ≤ 1 GiB; segment size 4 KiB ..= 4 GiB (an entry larger than a segment
 //! gets a segment of its own size); keys ≤ 512 MiB; at most 4096 deletes pending their
 //! in-place flag per stream. Each stream keeps two file descriptors (tail + meta) and one
-//! map of the segment size open, plus those of sealed segments read so far.
+//! map of the segment size open, plus up to 16 recently read sealed segments (each a file
+//! descriptor, a map and its index; the least recently used is closed beyond that).
 
 #![deny(unsafe_code)]
 

@@ -3,10 +3,7 @@
 //! fsync'd (reported, skipped by resynchronising on the next valid record, never
 //! overwritten), and redo deletes recorded in the tail.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Mutex,
-};
+use std::path::{Path, PathBuf};
 
 use crate::{
     index::SegmentIndex,
@@ -395,19 +392,16 @@ impl Stream {
         let sealed = segs
             .iter()
             .filter(|(n, _)| *n != number)
-            .map(|&(n, b)| Sealed {
-                number: n,
-                base: b,
-                data: Mutex::new(None),
-            })
+            .map(|&(n, b)| Sealed::new(n, b, None))
             .collect();
         let tail = Tail { number, base, data };
         let mut stream = Stream::assemble(dir, ctx.clone(), rep.state, sealed, tail, meta);
-        let clean = found.is_some_and(|m| m.tail == number && m.durable == written)
-            && rep.torn_bytes == 0
-            && rep.corruptions.is_empty();
-        if !clean {
-            // Everything now in the tail becomes the durable base before anything acts on it.
+        // A tail that merely holds writes not yet fsync'd at the crash needs nothing: the
+        // meta file's offset stays a valid lower bound and the next group commit fsyncs the
+        // tail with whatever is appended. After repairs, the repaired tail becomes the
+        // durable base (fsync, exact offset in the meta file) before anything acts on it.
+        let damaged = found.is_none() || rep.torn_bytes > 0 || !rep.corruptions.is_empty();
+        if damaged {
             if let Err(e) = stream.tail.data.file.sync_data() {
                 return Err(ctx.durability.write_failed("fsync a recovered segment", e));
             }
