@@ -40,7 +40,7 @@
 //!     <number:016x>-<ms>-<seq>.seg      segments: per-stream sequence number + base ID
 //!     <number:016x>.idx                 sparse index of a sealed segment (rebuilt if damaged)
 //!     groups.journal, groups.ckpt       consumer-group journal and checkpoint; format,
-//!                                       durability and crash contract: see [`group`]
+//!                                       durability and crash contract: group module docs
 //! <dir>/trash/                          removed streams, deleted once the removal is durable
 //! ```
 //! A segment is a sequence of records (`record` module): a 16-byte header — magic `SLr1`,
