@@ -757,6 +757,41 @@ impl GroupSet {
         ))
     }
 
+    /// Whether `change` would only move a consumer's seen time (a read or claim that found
+    /// nothing for an existing consumer). Such a change is journaled but not waited for:
+    /// losing it in a crash only makes the consumer look idle for longer.
+    pub fn is_seen_only(&self, change: &Change) -> bool {
+        match change {
+            Change::Deliver {
+                group,
+                consumer,
+                last_id,
+                entries_read,
+                ids,
+                ..
+            } => self.groups.get(group).is_some_and(|g| {
+                ids.is_empty()
+                    && g.consumers.contains_key(consumer)
+                    && g.last_id == *last_id
+                    && g.entries_read == *entries_read
+            }),
+            Change::Claim {
+                group,
+                consumer,
+                claimed,
+                removed,
+                last_id,
+                ..
+            } => self.groups.get(group).is_some_and(|g| {
+                claimed.is_empty()
+                    && removed.is_empty()
+                    && last_id.is_none()
+                    && g.consumers.contains_key(consumer)
+            }),
+            _ => false,
+        }
+    }
+
     /// Applies one change. Changes that no longer fit (a group that is gone) are ignored, so
     /// replay never fails on a change the state cannot take.
     pub fn apply(&mut self, change: &Change) {
