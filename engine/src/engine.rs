@@ -985,4 +985,31 @@ mod tests {
             StreamId::new(200, 0)
         );
     }
+
+    #[test]
+    fn entry_larger_than_a_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(FsyncPolicy::No, 4096);
+        let (mut e, _) = Engine::open(dir.path(), o.clone()).unwrap();
+        let (s, _) = e.create_stream(0, b"s").unwrap();
+        let big = vec![(Bytes::from("f"), Bytes::from(vec![7u8; 20_000]))];
+        s.add(IdSpec::Explicit(StreamId::new(1, 0)), &f("small"), 0)
+            .unwrap();
+        s.add(IdSpec::Explicit(StreamId::new(2, 0)), &big, 0)
+            .unwrap();
+        s.add(IdSpec::Explicit(StreamId::new(3, 0)), &f("small"), 0)
+            .unwrap();
+        s.add(IdSpec::Explicit(StreamId::new(4, 0)), &big, 0)
+            .unwrap();
+        drop(e);
+        let (e, r) = Engine::open(dir.path(), o).unwrap();
+        assert!(r.corruptions.is_empty() && r.bytes_truncated == 0, "{r:?}");
+        let s = e.stream(0, b"s").unwrap();
+        assert_eq!(s.get(StreamId::new(2, 0)).unwrap().unwrap().fields, big);
+        assert_eq!(s.get(StreamId::new(4, 0)).unwrap().unwrap().fields, big);
+        let all = s
+            .range(Bound::Unbounded, Bound::Unbounded, 10, Direction::Backward)
+            .unwrap();
+        assert_eq!(ids(&all), vec![4, 3, 2, 1]);
+    }
 }

@@ -190,7 +190,7 @@ fn clean_tail(
     if index.written != m.durable || m.durable == 0 {
         return None;
     }
-    let window_end = len.min(m.durable + 4096);
+    let window_end = len.min(m.durable.saturating_add(4096));
     if !zero_page(map, m.durable, window_end).ok()? {
         return None;
     }
@@ -239,15 +239,19 @@ impl Stream {
         d.wrote(&data.file, header.len() as u64);
         let (mut meta, _) =
             MetaFile::open(vfs, &dir).map_err(|e| Error::io("create a meta file", e))?;
-        let n = meta
-            .write(MetaValue {
-                tail: 0,
-                durable: 0,
-                expire: None,
-                state,
-            })
+        let (meta_file, n) = meta
+            .write(
+                vfs,
+                &dir,
+                MetaValue {
+                    tail: 0,
+                    durable: 0,
+                    expire: None,
+                    state,
+                },
+            )
             .map_err(|e| Error::io("write a meta file", e))?;
-        d.wrote(&meta.file, n);
+        d.wrote(&meta_file, n);
         d.dir_changed(&dir);
         let lsn = match dir.parent() {
             Some(parent) => d.dir_changed(parent),
@@ -299,7 +303,7 @@ impl Stream {
                     dir.display()
                 ));
                 let mut header = Vec::new();
-                let number = found.map_or(0, |m| m.tail + 1);
+                let number = found.map_or(0, |m| m.tail.saturating_add(1));
                 let base = fallback.last_id;
                 Control::Header {
                     state: fallback,
@@ -414,7 +418,7 @@ impl Stream {
                     .tail
                     .data
                     .map
-                    .read(offset + record::STATE_OFFSET, 1)
+                    .read(offset.saturating_add(record::STATE_OFFSET), 1)
                     .ok()
                     .and_then(|b| b.first().copied())
                     .is_some_and(record::is_deleted_state);

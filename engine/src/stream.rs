@@ -345,7 +345,9 @@ impl Stream {
         if let Some((lsn, tail, offset)) = self.meta_candidate {
             if lsn <= synced {
                 self.meta_candidate = None;
-                if tail == self.tail.number && offset >= self.meta.value.durable + META_STEP {
+                if tail == self.tail.number
+                    && offset >= self.meta.value.durable.saturating_add(META_STEP)
+                {
                     self.write_meta(offset, false)?;
                 }
             }
@@ -366,17 +368,17 @@ impl Stream {
     }
 
     fn write_meta_value(&mut self, value: MetaValue, sync: bool) -> Result<Lsn> {
-        let n = match self.meta.write(value) {
-            Ok(n) => n,
+        let (file, n) = match self.meta.write(&self.ctx.vfs, &self.dir, value) {
+            Ok(written) => written,
             Err(e) => return Err(self.ctx.durability.write_failed("write meta file", e)),
         };
         if sync {
-            if let Err(e) = self.meta.file.sync_data() {
+            if let Err(e) = file.sync_data() {
                 return Err(self.ctx.durability.write_failed("fsync meta file", e));
             }
             self.ctx.durability.count_fsync();
         }
-        Ok(self.ctx.durability.wrote(&self.meta.file, n))
+        Ok(self.ctx.durability.wrote(&file, n))
     }
 
     /// The key's expiry (Unix ms), as stored in the meta file.
@@ -412,7 +414,7 @@ impl Stream {
         let Some(file) = self.segment_file(segment)? else {
             return Ok(());
         };
-        if let Err(e) = file.write_all_at(&[STATE_DELETED], offset + STATE_OFFSET) {
+        if let Err(e) = file.write_all_at(&[STATE_DELETED], offset.saturating_add(STATE_OFFSET)) {
             return Err(self.ctx.durability.write_failed("write a delete flag", e));
         }
         self.ctx.durability.wrote(&file, 1);
@@ -467,7 +469,7 @@ impl Stream {
         if let Err(e) = rewrite_atomic(&self.ctx.vfs, &self.dir, &index_name, &index_bytes, false) {
             return Err(Error::io("write a segment index", e));
         }
-        let number = self.tail.number + 1;
+        let number = self.tail.number.saturating_add(1);
         let mut header = Vec::new();
         Control::Header {
             state: self.state,
