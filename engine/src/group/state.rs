@@ -439,6 +439,7 @@ impl GroupSet {
                     let want = (limit - out.len()).min(READ_CHUNK);
                     let chunk = src.after(last_id, want)?;
                     let got = chunk.len();
+                    let before = out.len();
                     for entry in chunk {
                         if entry.id <= last_id {
                             continue;
@@ -461,7 +462,8 @@ impl GroupSet {
                             fields: Some(entry.fields),
                         });
                     }
-                    if got < want {
+                    // A short chunk is the end; a chunk without progress would loop forever.
+                    if got < want || out.len() == before {
                         break;
                     }
                 }
