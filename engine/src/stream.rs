@@ -54,6 +54,9 @@ pub(crate) struct Sealed {
     /// [`MAX_LOADED_SEALED`] are loaded (least recently used first).
     pub data: Mutex<Option<Arc<SegmentData>>>,
     pub last_used: AtomicU64,
+    /// Cached `(live entries, greatest entry ID)`, so approximate trims do not rescan a
+    /// segment on every XADD; kept exact by deletes and dropped when a trim cuts into it.
+    pub counts: Mutex<Option<(u64, Option<StreamId>)>>,
 }
 
 impl Sealed {
@@ -63,6 +66,7 @@ impl Sealed {
             base,
             data: Mutex::new(data),
             last_used: AtomicU64::new(0),
+            counts: Mutex::new(None),
         }
     }
 }
@@ -174,6 +178,40 @@ impl Stream {
     /// Group commit: writes to auxiliary files call `durability().wrote(file, n)` for their Lsn.
     pub(crate) fn durability(&self) -> &Arc<Durability> {
         &self.ctx.durability
+    }
+
+    /// Opens (creating) the journal `name` in the stream's directory and returns it with
+    /// the payloads of its valid records, in order (see [`crate::logfile::LogFile`]).
+    /// Names must not be `key` or `meta` nor end in `.seg`, `.idx` or `.tmp` (the engine's
+    /// own files; `*.tmp` are deleted at open).
+    #[allow(dead_code)] // used by group.rs (consumer-group journal)
+    pub(crate) fn open_log(
+        &self,
+        name: &str,
+    ) -> Result<(
+        crate::logfile::LogFile,
+        Vec<Vec<u8>>,
+        crate::logfile::LogRecovery,
+    )> {
+        crate::logfile::LogFile::open(&self.ctx.vfs, &self.ctx.durability, &self.dir, name)
+    }
+
+    /// Atomically replaces the small file `name` in the stream's directory (temp file,
+    /// fsync, rename, directory fsync), e.g. a consumer-group checkpoint. A failure poisons
+    /// the engine, like any failed fsync.
+    #[allow(dead_code)] // used by group.rs (consumer-group checkpoint)
+    pub(crate) fn rewrite_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.ctx.durability.check()?;
+        rewrite_atomic(&self.ctx.vfs, &self.dir, name, bytes, true)
+            .map_err(|e| self.ctx.durability.write_failed("rewrite a stream file", e))?;
+        self.ctx.durability.count_fsync();
+        Ok(())
+    }
+
+    /// Reads the small file `name` of the stream's directory, `None` if it does not exist.
+    #[allow(dead_code)] // used by group.rs (consumer-group checkpoint)
+    pub(crate) fn read_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        crate::logfile::read_file(&self.ctx.vfs, &self.dir.join(name))
     }
 
     pub fn len(&self) -> u64 {
@@ -780,6 +818,11 @@ impl Stream {
                 offset,
             })?;
             self.state = state;
+            if let Some(sealed) = self.sealed_by_number(segment) {
+                if let Some((live, _)) = lock(&sealed.counts).as_mut() {
+                    *live = live.saturating_sub(1);
+                }
+            }
             self.pending_min_lsn = Some(self.pending_min_lsn.map_or(l, |m| m.min(l)));
             self.pending_deletes.insert(
                 (segment, offset),
@@ -806,7 +849,10 @@ impl Stream {
 
     /// Live entries of segment `i` and the greatest entry ID it holds (live or not).
     fn count_segment(&self, i: usize) -> Result<(u64, Option<StreamId>)> {
-        self.with_view(i, |v| {
+        if let Some(cached) = self.sealed.get(i).and_then(|s| *lock(&s.counts)) {
+            return Ok(cached);
+        }
+        let counted = self.with_view(i, |v| {
             let mut live = 0;
             let mut max = None;
             for rec in v.records(0).counting(self.ctx.durability.corrupt_counter()) {
@@ -818,7 +864,19 @@ impl Stream {
                 }
             }
             Ok((live, max))
-        })
+        })?;
+        if let Some(s) = self.sealed.get(i) {
+            *lock(&s.counts) = Some(counted);
+        }
+        Ok(counted)
+    }
+
+    fn sealed_by_number(&self, number: u64) -> Option<&Sealed> {
+        let i = self
+            .sealed
+            .binary_search_by_key(&number, |s| s.number)
+            .ok()?;
+        self.sealed.get(i)
     }
 
     /// XTRIM (and XADD's trim clause): returns the number of entries removed.
@@ -849,6 +907,9 @@ impl Stream {
         let lsn = self.append_control(&Control::Trim(state))?;
         self.state = state;
         *lock(&self.first_cache) = None;
+        if let Some(cut) = self.sealed_by_number(new_pos.segment) {
+            *lock(&cut.counts) = None;
+        }
         self.drop_trimmed_segments()?;
         Ok((removed, lsn))
     }
