@@ -29,10 +29,12 @@
 //!
 //! # Durability
 //! Every change (create, setid, destroy, consumer create/delete, delivery, history re-delivery,
-//! ack, claim, autoclaim, and a read that only updates a consumer's seen time) is appended to the
-//! journal before it is applied, and the call returns that write's [`Lsn`]: under `always` the
+//! ack, claim, autoclaim, and a read that only updates a consumer's seen time) is appended to
+//! the journal before it is applied, and the call returns that write's [`Lsn`]: under `always` the
 //! caller acknowledges only once it is durable, exactly as for stream writes. Calls that change
-//! nothing return the latest Lsn of the stream's groups.
+//! nothing, and reads or claims that only move an existing consumer's seen time (journaled,
+//! but losing that in a crash only makes the consumer look idle longer), return the Lsn of
+//! the stream's last group change that mattered, so empty polls do not wait for an fsync.
 //!
 //! # Crash contract
 //! After any crash (process or power) and recovery:

@@ -39,7 +39,8 @@
 //!                                       expiry, state snapshot; CRC per slot
 //!     <number:016x>-<ms>-<seq>.seg      segments: per-stream sequence number + base ID
 //!     <number:016x>.idx                 sparse index of a sealed segment (rebuilt if damaged)
-//!     (consumer-group journal + checkpoint, owned by group.rs)
+//!     groups.journal, groups.ckpt       consumer-group journal and checkpoint; format,
+//!                                       durability and crash contract: group module docs
 //! <dir>/trash/                          removed streams, deleted once the removal is durable
 //! ```
 //! A segment is a sequence of records (`record` module): a 16-byte header — magic `SLr1`,

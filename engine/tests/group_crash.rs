@@ -428,3 +428,43 @@ fn failed_journal_write_poisons_and_leaves_state_unchanged() {
     let (got, _) = reopen_snapshot(dir.path());
     assert_eq!(got, before);
 }
+
+#[test]
+fn groups_move_with_rename_and_go_with_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut engine, _) = Engine::open(dir.path(), options(FsyncPolicy::Always)).unwrap();
+        let (s, _) = engine.create_stream(0, b"s").unwrap();
+        for i in 1..=4 {
+            s.add(IdSpec::Explicit(StreamId::new(i, 0)), &fields(i), 1)
+                .unwrap();
+        }
+        s.create_group(b"g", StreamId::MIN, None).unwrap();
+        s.read_group(b"g", b"a", GroupStart::New, Some(2), false, 2)
+            .unwrap();
+        engine.rename_stream(0, b"s", b"t").unwrap();
+        let t = engine.stream_mut(0, b"t").unwrap();
+        t.read_group(b"g", b"a", GroupStart::New, Some(1), false, 3)
+            .unwrap();
+        let (n, _) = t.ack(b"g", &[StreamId::new(1, 0)]).unwrap();
+        assert_eq!(n, 1);
+        engine.close().unwrap();
+    }
+    {
+        let (mut engine, _) = Engine::open(dir.path(), options(FsyncPolicy::Always)).unwrap();
+        assert!(engine.stream(0, b"s").is_none());
+        let t = engine.stream(0, b"t").unwrap();
+        let g = t.group_info(b"g").unwrap();
+        assert_eq!((g.last_delivered_id, g.pending), (StreamId::new(3, 0), 2));
+        // A new stream under the old name starts without groups.
+        let (s, _) = engine.create_stream(0, b"s").unwrap();
+        assert!(s.groups().is_empty());
+        engine.remove_stream(0, b"t").unwrap();
+        let (t, _) = engine.create_stream(0, b"t").unwrap();
+        assert!(t.groups().is_empty());
+        engine.close().unwrap();
+    }
+    let (engine, _) = Engine::open(dir.path(), options(FsyncPolicy::Always)).unwrap();
+    assert!(engine.stream(0, b"t").unwrap().groups().is_empty());
+    engine.close().unwrap();
+}

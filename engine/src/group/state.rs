@@ -439,6 +439,7 @@ impl GroupSet {
                     let want = (limit - out.len()).min(READ_CHUNK);
                     let chunk = src.after(last_id, want)?;
                     let got = chunk.len();
+                    let before = out.len();
                     for entry in chunk {
                         if entry.id <= last_id {
                             continue;
@@ -461,7 +462,8 @@ impl GroupSet {
                             fields: Some(entry.fields),
                         });
                     }
-                    if got < want {
+                    // A short chunk is the end; a chunk without progress would loop forever.
+                    if got < want || out.len() == before {
                         break;
                     }
                 }
@@ -755,6 +757,41 @@ impl GroupSet {
             },
             Some(change),
         ))
+    }
+
+    /// Whether `change` would only move a consumer's seen time (a read or claim that found
+    /// nothing for an existing consumer). Such a change is journaled but not waited for:
+    /// losing it in a crash only makes the consumer look idle for longer.
+    pub fn is_seen_only(&self, change: &Change) -> bool {
+        match change {
+            Change::Deliver {
+                group,
+                consumer,
+                last_id,
+                entries_read,
+                ids,
+                ..
+            } => self.groups.get(group).is_some_and(|g| {
+                ids.is_empty()
+                    && g.consumers.contains_key(consumer)
+                    && g.last_id == *last_id
+                    && g.entries_read == *entries_read
+            }),
+            Change::Claim {
+                group,
+                consumer,
+                claimed,
+                removed,
+                last_id,
+                ..
+            } => self.groups.get(group).is_some_and(|g| {
+                claimed.is_empty()
+                    && removed.is_empty()
+                    && last_id.is_none()
+                    && g.consumers.contains_key(consumer)
+            }),
+            _ => false,
+        }
     }
 
     /// Applies one change. Changes that no longer fit (a group that is gone) are ignored, so

@@ -182,11 +182,14 @@ impl GroupStore {
         self.dir = dir.to_path_buf();
     }
 
-    /// Journals `change`, then applies it; returns the write's Lsn (or the last one for `None`).
+    /// Journals `change`, then applies it; returns the write's Lsn. For `None`, and for a
+    /// change that only moves a consumer's seen time, returns the Lsn of the last change that
+    /// mattered, so an empty XREADGROUP or XAUTOCLAIM poll does not wait for an fsync.
     pub fn commit(&mut self, change: Option<Change>) -> Result<Lsn> {
         let Some(change) = change else {
             return Ok(self.last_lsn);
         };
+        let seen_only = self.set.is_seen_only(&change);
         let mut buf = Vec::new();
         if self.journal_len == 0 {
             record::encode(&Record::Header { epoch: self.epoch }, &mut buf);
@@ -209,7 +212,9 @@ impl GroupStore {
         let lsn = self.io.append(&self.dir.join(JOURNAL_FILE), &buf)?;
         self.journal_len += buf.len() as u64;
         self.set.apply(&change);
-        self.last_lsn = lsn;
+        if !seen_only {
+            self.last_lsn = lsn;
+        }
         if self.journal_len > self.compact_min && self.journal_len > 2 * self.checkpoint_len {
             self.checkpoint()?;
         }

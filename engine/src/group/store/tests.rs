@@ -849,3 +849,44 @@ fn journal_ahead_of_its_checkpoint_is_reported() {
     assert_eq!(report.corruptions.len(), 1, "{report:?}");
     assert_eq!(store.set().groups.len(), 1);
 }
+
+#[test]
+fn empty_polls_are_journaled_but_not_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = MemStream::default();
+    s.add_n(2);
+    let (mut store, _) = open(dir.path(), &s, 1 << 40);
+    let p = store
+        .set()
+        .plan_create_group(b"g", StreamId::MIN, None, s.last_id)
+        .unwrap();
+    store.commit(p.change).unwrap();
+    let read = |store: &GroupStore, now| {
+        store
+            .set()
+            .plan_read(&s, b"g", b"c", GroupStart::New, None, false, now)
+            .unwrap()
+    };
+    // Creating the consumer and delivering matter; an empty poll afterwards does not.
+    let delivered = store.commit(read(&store, 5).change).unwrap();
+    let len = store.journal_len();
+    let poll = store.commit(read(&store, 9).change).unwrap();
+    assert_eq!(poll, delivered);
+    assert!(
+        store.journal_len() > len,
+        "the seen time is still journaled"
+    );
+    let p = store
+        .set()
+        .plan_autoclaim(&s, b"g", b"c", 1000, StreamId::MIN, 10, false, 10)
+        .unwrap();
+    assert_eq!(store.commit(p.change).unwrap(), delivered);
+    let c = store.set().consumers(b"g").unwrap();
+    assert_eq!((c[0].seen_time_ms, c[0].active_time_ms), (10, Some(5)));
+    // A poll by a new consumer creates it: that is waited for.
+    let p = store
+        .set()
+        .plan_read(&s, b"g", b"d", GroupStart::New, None, false, 11)
+        .unwrap();
+    assert!(store.commit(p.change).unwrap() > delivered);
+}
