@@ -80,6 +80,7 @@ REDIS_PORT=$PORT_BASE
 SLUICE_PORT=$((PORT_BASE + 1))
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
 if ! command -v redis-server >/dev/null 2>&1; then
@@ -118,7 +119,8 @@ start_server() {
     redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' "${persist[@]}" \
       --daemonize no --logfile "$dir/redis.log" >/dev/null 2>&1 &
   else
-    "$SLUICE" --port "$port" --dir "$dir" --appendfsync "$mode" >"$dir.log" 2>&1 &
+    "$SLUICE" --port "$port" --bind 127.0.0.1 --dir "$dir" --appendfsync "$mode" \
+      >"$dir.log" 2>&1 &
   fi
   echo $!
 }
@@ -242,6 +244,8 @@ if [ "$SKIP_MEMORY" = 0 ]; then
 fi
 
 log "raw figures: $RAW"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (at the start: $LOAD_START)" \
+  | tee "$OUT/load.txt"
 python3 - "$RAW" "$REDIS_ONLY" <<'EOF' | tee "$OUT/table.md"
 import statistics, sys
 from collections import defaultdict

@@ -163,6 +163,7 @@ fn every_workload_runs_cleanly_against_redis() {
         "{out}"
     );
     assert_eq!(figure(&out, "lost"), Some(0.0), "{out}");
+    assert_eq!(figure(&out, "min_per_subscriber"), Some(250.0), "{out}");
     assert!(figure(&out, "delivery_p99_us").is_some(), "{out}");
 }
 

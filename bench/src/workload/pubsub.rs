@@ -121,12 +121,8 @@ pub async fn run(addr: SocketAddr, opts: &PubSubOptions, tags: &[String]) -> Res
     for i in 0..opts.subscribers {
         subs_on[i % channels] += 1;
         let conn = subscribe(addr, "SUBSCRIBE", &[channel(i % channels)]).await?;
-        listeners.push(tokio::spawn(receive(
-            conn,
-            base,
-            total.clone(),
-            stop_rx.clone(),
-        )));
+        let task = tokio::spawn(receive(conn, base, total.clone(), stop_rx.clone()));
+        listeners.push((true, task));
     }
     let holders = opts.psubscribers.max(1).min(opts.patterns.max(1));
     if opts.patterns > 0 {
@@ -136,12 +132,8 @@ pub async fn run(addr: SocketAddr, opts: &PubSubOptions, tags: &[String]) -> Res
                 .map(|i| pattern(i, matching))
                 .collect();
             let conn = subscribe(addr, "PSUBSCRIBE", &mine).await?;
-            listeners.push(tokio::spawn(receive(
-                conn,
-                base,
-                total.clone(),
-                stop_rx.clone(),
-            )));
+            let task = tokio::spawn(receive(conn, base, total.clone(), stop_rx.clone()));
+            listeners.push((false, task));
         }
     }
     let mut slow = Vec::new();
@@ -172,7 +164,8 @@ pub async fn run(addr: SocketAddr, opts: &PubSubOptions, tags: &[String]) -> Res
                     break;
                 }
                 if rate > 0.0 {
-                    let due = start + Duration::from_secs_f64(batches as f64 * batch as f64 / rate);
+                    let due =
+                        start + Duration::from_secs_f64(batches as f64 * pipeline as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
                 batches += 1;
@@ -221,13 +214,15 @@ pub async fn run(addr: SocketAddr, opts: &PubSubOptions, tags: &[String]) -> Res
     let _ = stop_tx.send(true);
     let mut latency = Latencies::new();
     let (mut delivered, mut last, mut slowest) = (0u64, start, u64::MAX);
-    for l in listeners {
+    for (channel_subscriber, l) in listeners {
         let got = l
             .await
             .map_err(|e| Error::Msg(format!("subscriber: {e}")))??;
         latency.merge(&got.latency);
         delivered += got.count;
-        slowest = slowest.min(got.count);
+        if channel_subscriber {
+            slowest = slowest.min(got.count);
+        }
         last = last.max(got.last.unwrap_or(start));
     }
     drop(slow);
@@ -257,6 +252,7 @@ pub async fn run(addr: SocketAddr, opts: &PubSubOptions, tags: &[String]) -> Res
     let window = last.duration_since(start).as_secs_f64().max(1e-9);
     fig.emit("delivered_per_sec", (delivered as f64 / window).round());
     if slowest != u64::MAX {
+        // The fewest messages any channel subscriber got: a stalled one shows here.
         // The fewest messages any channel subscriber got: a stalled one shows here.
         fig.emit("min_per_subscriber", slowest as f64);
     }
