@@ -195,7 +195,13 @@ for mode in $MODES; do
 done
 
 # Memory after MEM_COUNT XADDs of a 16-byte value, then start-up time on that data.
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# rss_kib PID [FIELD]: VmRSS (or RssAnon: memory not backed by a file, which mmap'd
+# segments are not part of) from /proc.
+rss_kib() {
+  local v
+  v=$(awk -v f="${2:-VmRSS}:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null)
+  echo "${v:-0}"
+}
 used_memory() {
   command -v redis-cli >/dev/null 2>&1 || { echo -1; return; }
   local v
@@ -219,6 +225,7 @@ if [ "$SKIP_MEMORY" = 0 ]; then
       --fields 1 --field-size 1 --value-size 16 --key bench:mem >>"$RAW" 2>>"$OUT/errors.txt"
     sleep 2 # let everysec / background work settle before measuring
     fig memory "$s" 1 rss_mib "$(( $(rss_kib "$pid") / 1024 ))"
+    fig memory "$s" 1 rss_anon_mib "$(( $(rss_kib "$pid" RssAnon) / 1024 ))"
     used=$(used_memory "$port")
     [ "$used" -ge 0 ] 2>/dev/null && fig memory "$s" 1 used_memory_mib "$(( used / 1048576 ))"
     stop_server "$pid"
@@ -234,6 +241,7 @@ if [ "$SKIP_MEMORY" = 0 ]; then
           --tag "round=$round" wait-ready --since-unix-ns "$t0" --timeout 1800 \
           --xlen-key bench:mem >>"$RAW" 2>>"$OUT/errors.txt"; then
         fig startup "$s" "$round" rss_after_start_mib "$(( $(rss_kib "$pid") / 1024 ))"
+        fig startup "$s" "$round" rss_anon_after_start_mib "$(( $(rss_kib "$pid" RssAnon) / 1024 ))"
       else
         log "$s did not come back up on its data"
       fi
@@ -260,9 +268,11 @@ SHOW = {
     "xread-latency": [("wake_p50_us", False), ("wake_p99_us", False), ("wake_p999_us", False)],
     "pubsub": [("delivered_per_sec", True), ("delivery_p50_us", False), ("delivery_p99_us", False),
                ("delivery_p999_us", False), ("lost", False), ("min_per_subscriber", True)],
-    "memory": [("rss_mib", False), ("used_memory_mib", False), ("disk_mib", False)],
+    "memory": [("rss_mib", False), ("rss_anon_mib", False), ("used_memory_mib", False),
+               ("disk_mib", False)],
     "memory-fill": [("ops_per_sec", True)],
-    "startup": [("ready_ms", False), ("xlen", True), ("rss_after_start_mib", False)],
+    "startup": [("ready_ms", False), ("xlen", True), ("rss_after_start_mib", False),
+                ("rss_anon_after_start_mib", False)],
 }
 values = defaultdict(list)
 order = []
