@@ -138,7 +138,14 @@ stop_server() {
   wait "$pid" 2>/dev/null || true
 }
 
-wait_ready() { "$LOAD" --port "$1" wait-ready --timeout "${2:-30}" >/dev/null 2>&1; }
+# wait_ready PORT TIMEOUT [PID]: true once PING answers; false at once if PID has exited.
+wait_ready() {
+  if [ -n "${3:-}" ]; then
+    sleep 0.2
+    kill -0 "$3" 2>/dev/null || return 1
+  fi
+  "$LOAD" --port "$1" wait-ready --timeout "${2:-30}" >/dev/null 2>&1
+}
 
 # workload_args NAME: the sluice-load arguments of a named workload.
 workload_args() {
@@ -168,7 +175,7 @@ for mode in $MODES; do
     rm -rf "$OUT/data-$s-$mode"
     PID[$s]=$(start_server "$s" "$mode" "${PORT[$s]}" "$OUT/data-$s-$mode")
     PIDS+=("${PID[$s]}")
-    if ! wait_ready "${PORT[$s]}" 30; then
+    if ! wait_ready "${PORT[$s]}" 30 "${PID[$s]}"; then
       if [ "$s" = sluice ]; then
         log "sluice-server did not answer PING (see $OUT/data-sluice-$mode.log): Redis-only"
         stop_server "${PID[$s]}"; SERVERS="redis"; unset 'PID[sluice]'
@@ -218,7 +225,7 @@ if [ "$SKIP_MEMORY" = 0 ]; then
     dir="$OUT/mem-$s"
     rm -rf "$dir"
     pid=$(start_server "$s" "$MEM_MODE" "$port" "$dir"); PIDS+=("$pid")
-    wait_ready "$port" 30 || { log "$s did not start for the memory test"; continue; }
+    wait_ready "$port" 30 "$pid" || { log "$s did not start for the memory test"; continue; }
     log "memory: $MEM_COUNT XADDs into $s ($MEM_MODE)"
     "$LOAD" --port "$port" --tag "case=memory-fill" --tag "server=$s" --tag "mode=$MEM_MODE" \
       --tag round=1 xadd --clients 50 --pipeline 64 --requests "$MEM_COUNT" --duration 3600 \
