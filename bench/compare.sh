@@ -76,6 +76,7 @@ OUT="${OUT:-$(mktemp -d /tmp/sluice-compare.XXXXXX)}"
 mkdir -p "$OUT"
 RAW="$OUT/figures.txt"
 : > "$RAW"
+: > "$OUT/errors.txt"
 REDIS_PORT=$PORT_BASE
 SLUICE_PORT=$((PORT_BASE + 1))
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
