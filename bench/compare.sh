@@ -5,7 +5,7 @@
 #
 # Usage: bench/compare.sh [--quick] [--rounds N] [--duration S] [--modes "always everysec no"]
 #          [--workloads "xadd-p1 xadd-p16 ..."] [--mem-count N] [--skip-memory]
-#          [--redis-only] [--out DIR] [--port-base P]
+#          [--redis-only | --sluice-bin PATH] [--out DIR] [--port-base P]
 # Run bench/compare.sh --help for the workload names. Only 127.0.0.1 is ever a target.
 set -euo pipefail
 
@@ -21,9 +21,10 @@ SKIP_MEMORY=0
 REDIS_ONLY=0
 PORT_BASE=7301
 OUT=""
+SLUICE_BIN=""
 
 usage() {
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
   cat <<EOF
 
 Workloads (default: all): $ALL_WORKLOADS
@@ -53,6 +54,7 @@ while [ $# -gt 0 ]; do
     --mem-mode) MEM_MODE="$2"; shift ;;
     --skip-memory) SKIP_MEMORY=1 ;;
     --redis-only) REDIS_ONLY=1 ;;
+    --sluice-bin) SLUICE_BIN="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --port-base) PORT_BASE="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -94,8 +96,10 @@ log "building sluice-server and sluice-load (release)"
 cd "$ROOT"
 cargo build --release -q -p sluice-bench --bin sluice-load
 LOAD="$ROOT/target/release/sluice-load"
-SLUICE="$ROOT/target/release/sluice-server"
-if [ "$REDIS_ONLY" = 0 ]; then
+SLUICE="${SLUICE_BIN:-$ROOT/target/release/sluice-server}"
+if [ "$REDIS_ONLY" = 0 ] && [ -n "$SLUICE_BIN" ]; then
+  [ -x "$SLUICE" ] || { log "no executable $SLUICE: Redis-only run"; REDIS_ONLY=1; }
+elif [ "$REDIS_ONLY" = 0 ]; then
   if ! cargo build --release -q -p sluice-server --bin sluice-server || [ ! -x "$SLUICE" ]; then
     log "sluice-server does not build: Redis-only run"
     REDIS_ONLY=1
@@ -110,9 +114,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# port_busy PORT: true when something already listens there (never benchmark a stranger).
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 # start_server KIND MODE PORT DIR: starts redis or sluice in the background, prints its pid.
 start_server() {
   local kind=$1 mode=$2 port=$3 dir=$4
+  if port_busy "$port"; then
+    log "port $port is already in use by another process: pick others with --port-base"
+    exit 1
+  fi
   mkdir -p "$dir"
   if [ "$kind" = redis ]; then
     local persist=(--appendonly no)
