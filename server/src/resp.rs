@@ -124,7 +124,7 @@ impl Parser {
                             _ => return Err(ProtocolError::new("invalid multibulk length")),
                         };
                         if n > UNAUTH_MAX_ARGS && limits.unauthenticated {
-                            return Err(ProtocolError::new("invalid multibulk length"));
+                            return Err(ProtocolError::new("unauthenticated multibulk length"));
                         }
                         // `*0` and negative counts are empty requests: skip them.
                         if n > 0 {
@@ -162,7 +162,7 @@ impl Parser {
                             _ => return Err(ProtocolError::new("invalid bulk length")),
                         };
                         if limits.unauthenticated && len > UNAUTH_MAX_BULK {
-                            return Err(ProtocolError::new("invalid bulk length"));
+                            return Err(ProtocolError::new("unauthenticated bulk length"));
                         }
                         self.state = State::Multibulk {
                             remaining,
@@ -232,7 +232,21 @@ enum Inline {
 /// `None` if it has not fully arrived. Errors when the line exceeds [`MAX_INLINE`].
 fn take_line(buf: &mut BytesMut, too_big: &str) -> Result<Option<BytesMut>, ProtocolError> {
     let window = &buf[..buf.len().min(MAX_INLINE + 2)];
-    match window.windows(2).position(|w| w == b"\r\n") {
+    // Header lines are short: scan for '\r' and check the '\n' after it.
+    let mut found = None;
+    let mut from = 0;
+    while let Some(off) = window[from..].iter().position(|&b| b == b'\r') {
+        let pos = from + off;
+        match window.get(pos + 1) {
+            Some(b'\n') => {
+                found = Some(pos);
+                break;
+            }
+            Some(_) => from = pos + 1,
+            None => break,
+        }
+    }
+    match found {
         Some(pos) => {
             let line = buf.split_to(pos);
             buf.advance(2);
@@ -483,9 +497,12 @@ mod tests {
             ..Limits::default()
         };
         let (_, err) = parse_all(b"*11\r\n", l);
-        assert_eq!(err, Some(ProtocolError::new("invalid multibulk length")));
+        assert_eq!(
+            err,
+            Some(ProtocolError::new("unauthenticated multibulk length"))
+        );
         let (_, err) = parse_all(b"*1\r\n$16385\r\n", l);
-        assert_eq!(err, Some(ProtocolError::new("invalid bulk length")));
+        assert_eq!(err, Some(ProtocolError::new("unauthenticated bulk length")));
         let (reqs, err) = parse_all(b"*10\r\n", l);
         assert!(reqs.is_empty() && err.is_none());
     }
