@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::Conn;
 use crate::figure::Figures;
+use crate::resp::{self, Value};
 use crate::stats::Latencies;
 use crate::{Error, Result};
 
@@ -195,6 +196,10 @@ impl EntryShape {
 
 /// Deletes `key` and writes `count` entries with IDs `1-0`, `2-0`, ... through one pipelined
 /// connection, so range reads can pick any start ID.
+///
+/// Each batch of 1000 XADDs is one MULTI/EXEC, so under `appendfsync always` a batch waits
+/// for one fsync however the server orders durability waits within a pipeline (the fill is
+/// set-up, not a measurement).
 pub async fn prefill(addr: SocketAddr, key: &str, count: u64, shape: &EntryShape) -> Result<()> {
     let mut conn = Conn::connect(addr).await?;
     conn.call(&["DEL", key]).await?;
@@ -203,15 +208,33 @@ pub async fn prefill(addr: SocketAddr, key: &str, count: u64, shape: &EntryShape
     let mut next = 1u64;
     while next <= count {
         let end = (next + BATCH).min(count + 1);
+        conn.queue(&["MULTI"]);
         for id in next..end {
             let id = format!("{id}-0");
             let mut args: Vec<&[u8]> = vec![b"XADD", key.as_bytes(), id.as_bytes()];
             args.extend(fields.iter().map(Vec::as_slice));
             conn.queue(&args);
         }
+        conn.queue(&["EXEC"]);
         conn.flush().await?;
-        for _ in next..end {
-            conn.expect_ok_frame().await?;
+        for _ in next..=end {
+            conn.expect_ok_frame().await?; // +OK, then +QUEUED per XADD
+        }
+        let exec = conn.expect_ok_frame().await?;
+        if exec.kind != b'*' || exec.count != (end - next) as i64 {
+            let reply = String::from_utf8_lossy(conn.last());
+            return Err(Error::Msg(format!(
+                "prefill EXEC replied {}",
+                reply.trim_end()
+            )));
+        }
+        let ids = resp::parse(conn.last())?.map(|(v, _)| v);
+        let failed = ids
+            .as_ref()
+            .and_then(Value::as_array)
+            .and_then(|items| items.iter().find(|v| matches!(v, Value::Error(_))).cloned());
+        if let Some(err) = failed {
+            return Err(Error::Msg(format!("prefill XADD failed: {err:?}")));
         }
         next = end;
     }
