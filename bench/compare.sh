@@ -1,0 +1,329 @@
+#!/usr/bin/env bash
+# Sluice vs redis-server, same machine, same run: each workload of sluice-load against both
+# servers in alternation (Redis, Sluice, Redis, Sluice, ...) for every fsync mode, then a table
+# of medians and Sluice/Redis ratios. Also memory after N XADDs and start-up time on that data.
+#
+# Usage: bench/compare.sh [--quick] [--rounds N] [--duration S] [--modes "always everysec no"]
+#          [--workloads "xadd-p1 xadd-p16 ..."] [--mem-count N] [--skip-memory]
+#          [--redis-only | --sluice-bin PATH] [--out DIR] [--port-base P]
+# Run bench/compare.sh --help for the workload names. Only 127.0.0.1 is ever a target.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+ROUNDS=3
+DURATION=5
+MODES="always everysec no"
+ALL_WORKLOADS="xadd-p1 xadd-p16 xrange xrevrange xreadgroup xread-latency pubsub-1 pubsub-10 pubsub-100 pubsub-patterns pubsub-slow"
+WORKLOADS="$ALL_WORKLOADS"
+MEM_COUNT=10000000
+MEM_MODE=everysec
+SKIP_MEMORY=0
+REDIS_ONLY=0
+PORT_BASE=7301
+OUT=""
+SLUICE_BIN=""
+
+usage() {
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  cat <<EOF
+
+Workloads (default: all): $ALL_WORKLOADS
+  xadd-p1 / xadd-p16  XADD, 50 clients, pipeline 1 / 16, one field of 8 bytes, 16-byte value
+  xrange / xrevrange  100 entries from a random point of a 100,000-entry stream, 50 clients
+  xreadgroup          10 consumers, XREADGROUP COUNT 10 + XACK over a 300,000-entry stream
+  xread-latency       XADD -> blocked XREAD reader wake-up, 1 reader, 2,000 samples
+  pubsub-N            N subscribers of one channel, 1 publisher, pipeline 16, 64-byte messages
+  pubsub-patterns     10 subscribers + 10 pattern subscribers holding 1,000 patterns (3 match)
+  pubsub-slow         pubsub-10 plus one subscriber that never reads
+Pub/sub keeps nothing on disk, so its workloads run in one mode only (everysec if listed).
+--quick = --rounds 3 --duration 2 --modes everysec --mem-count 1000000
+          --workloads "xadd-p16 xrange xreadgroup xread-latency pubsub-10"
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick)
+      ROUNDS=3; DURATION=2; MODES=everysec; MEM_COUNT=1000000
+      WORKLOADS="xadd-p16 xrange xreadgroup xread-latency pubsub-10" ;;
+    --rounds) ROUNDS="$2"; shift ;;
+    --duration) DURATION="$2"; shift ;;
+    --modes) MODES="$2"; shift ;;
+    --workloads) WORKLOADS="$2"; shift ;;
+    --mem-count) MEM_COUNT="$2"; shift ;;
+    --mem-mode) MEM_MODE="$2"; shift ;;
+    --skip-memory) SKIP_MEMORY=1 ;;
+    --redis-only) REDIS_ONLY=1 ;;
+    --sluice-bin) SLUICE_BIN="$2"; shift ;;
+    --out) OUT="$2"; shift ;;
+    --port-base) PORT_BASE="$2"; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [ "$ROUNDS" -lt 3 ]; then
+  echo "compare.sh: --rounds must be at least 3 (medians of alternating runs)" >&2
+  exit 2
+fi
+for w in $WORKLOADS; do
+  case " $ALL_WORKLOADS " in *" $w "*) ;; *) echo "unknown workload $w" >&2; exit 2 ;; esac
+done
+for m in $MODES; do
+  case "$m" in always|everysec|no) ;; *) echo "unknown mode $m" >&2; exit 2 ;; esac
+done
+
+OUT="${OUT:-$(mktemp -d /tmp/sluice-compare.XXXXXX)}"
+mkdir -p "$OUT"
+RAW="$OUT/figures.txt"
+: > "$RAW"
+: > "$OUT/errors.txt"
+REDIS_PORT=$PORT_BASE
+SLUICE_PORT=$((PORT_BASE + 1))
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  log "installing Debian's redis-server"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+
+log "building sluice-server and sluice-load (release)"
+cd "$ROOT"
+cargo build --release -q -p sluice-bench --bin sluice-load
+LOAD="$ROOT/target/release/sluice-load"
+SLUICE="${SLUICE_BIN:-$ROOT/target/release/sluice-server}"
+if [ "$REDIS_ONLY" = 0 ] && [ -n "$SLUICE_BIN" ]; then
+  [ -x "$SLUICE" ] || { log "no executable $SLUICE: Redis-only run"; REDIS_ONLY=1; }
+elif [ "$REDIS_ONLY" = 0 ]; then
+  if ! cargo build --release -q -p sluice-server --bin sluice-server || [ ! -x "$SLUICE" ]; then
+    log "sluice-server does not build: Redis-only run"
+    REDIS_ONLY=1
+  fi
+fi
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+
+# port_busy PORT: true when something already listens there (never benchmark a stranger).
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# start_server KIND MODE PORT DIR: starts redis or sluice in the background, prints its pid.
+start_server() {
+  local kind=$1 mode=$2 port=$3 dir=$4
+  if port_busy "$port"; then
+    log "port $port is already in use by another process: pick others with --port-base"
+    exit 1
+  fi
+  mkdir -p "$dir"
+  if [ "$kind" = redis ]; then
+    local persist=(--appendonly no)
+    [ "$mode" != no ] && persist=(--appendonly yes --appendfsync "$mode")
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' "${persist[@]}" \
+      --daemonize no --logfile "$dir/redis.log" >/dev/null 2>&1 &
+  else
+    "$SLUICE" --port "$port" --bind 127.0.0.1 --dir "$dir" --appendfsync "$mode" \
+      >"$dir.log" 2>&1 &
+  fi
+  echo $!
+}
+
+# stop_server PID: SIGTERM, then SIGKILL after 60 s.
+stop_server() {
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 600); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  log "pid $pid ignored SIGTERM for 60 s: killing"
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# wait_ready PORT TIMEOUT [PID]: true once PING answers; false at once if PID has exited.
+wait_ready() {
+  if [ -n "${3:-}" ]; then
+    sleep 0.2
+    kill -0 "$3" 2>/dev/null || return 1
+  fi
+  "$LOAD" --port "$1" wait-ready --timeout "${2:-30}" >/dev/null 2>&1
+}
+
+# workload_args NAME: the sluice-load arguments of a named workload.
+workload_args() {
+  local d=$DURATION
+  case "$1" in
+    xadd-p1) echo "xadd --clients 50 --pipeline 1 --duration $d" ;;
+    xadd-p16) echo "xadd --clients 50 --pipeline 16 --duration $d" ;;
+    xrange) echo "xrange --clients 50 --count 100 --prefill 100000 --reuse --duration $d" ;;
+    xrevrange) echo "xrevrange --clients 50 --count 100 --prefill 100000 --reuse --duration $d" ;;
+    xreadgroup) echo "xreadgroup --consumers 10 --count 10 --prefill 300000 --duration $d" ;;
+    xread-latency) echo "xread-latency --readers 1 --samples 2000 --duration $((d * 6))" ;;
+    pubsub-1) echo "pubsub --subscribers 1 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
+    pubsub-10) echo "pubsub --subscribers 10 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
+    pubsub-100) echo "pubsub --subscribers 100 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
+    pubsub-patterns) echo "pubsub --subscribers 10 --psubscribers 10 --patterns 1000 --matching 3 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
+    pubsub-slow) echo "pubsub --subscribers 10 --slow-subscribers 1 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
+  esac
+}
+
+SERVERS="redis"
+[ "$REDIS_ONLY" = 0 ] && SERVERS="redis sluice"
+PUBSUB_MODE=$(echo "$MODES" | tr ' ' '\n' | grep -x everysec || echo "$MODES" | awk '{print $1}')
+
+for mode in $MODES; do
+  declare -A PID=() PORT=([redis]=$REDIS_PORT [sluice]=$SLUICE_PORT)
+  for s in $SERVERS; do
+    rm -rf "$OUT/data-$s-$mode"
+    PID[$s]=$(start_server "$s" "$mode" "${PORT[$s]}" "$OUT/data-$s-$mode")
+    PIDS+=("${PID[$s]}")
+    if ! wait_ready "${PORT[$s]}" 30 "${PID[$s]}"; then
+      if [ "$s" = sluice ]; then
+        log "sluice-server did not answer PING (see $OUT/data-sluice-$mode.log): Redis-only"
+        stop_server "${PID[$s]}"; SERVERS="redis"; unset 'PID[sluice]'
+      else
+        log "redis-server did not start"; exit 1
+      fi
+    fi
+  done
+  for w in $WORKLOADS; do
+    case "$w" in pubsub-*) [ "$mode" = "$PUBSUB_MODE" ] || continue ;; esac
+    for round in $(seq "$ROUNDS"); do
+      for s in $SERVERS; do
+        log "mode=$mode $w round $round/$ROUNDS on $s"
+        # shellcheck disable=SC2046
+        if ! "$LOAD" --port "${PORT[$s]}" --tag "case=$w" --tag "server=$s" --tag "mode=$mode" \
+            --tag "round=$round" $(workload_args "$w") >>"$RAW" 2>>"$OUT/errors.txt"; then
+          log "  failed (see $OUT/errors.txt)"
+        fi
+      done
+    done
+  done
+  for s in $SERVERS; do stop_server "${PID[$s]}"; done
+  rm -rf "$OUT"/data-*-"$mode"
+done
+
+# Memory after MEM_COUNT XADDs of a 16-byte value, then start-up time on that data.
+# rss_kib PID [FIELD]: VmRSS (or RssAnon: memory not backed by a file, which mmap'd
+# segments are not part of) from /proc.
+rss_kib() {
+  local v
+  v=$(awk -v f="${2:-VmRSS}:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null)
+  echo "${v:-0}"
+}
+used_memory() {
+  command -v redis-cli >/dev/null 2>&1 || { echo -1; return; }
+  local v
+  v=$(redis-cli -p "$1" info memory 2>/dev/null | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')
+  echo "${v:--1}"
+}
+fig() { echo "figure workload=$1 case=$1 server=$2 mode=$MEM_MODE round=$3 count=$MEM_COUNT metric=$4 value=$5" >>"$RAW"; }
+
+if [ "$SKIP_MEMORY" = 0 ]; then
+  MEM_SERVERS="redis"
+  [ "$REDIS_ONLY" = 0 ] && [[ " $SERVERS " == *" sluice "* ]] && MEM_SERVERS="redis sluice"
+  for s in $MEM_SERVERS; do
+    port=$REDIS_PORT; [ "$s" = sluice ] && port=$SLUICE_PORT
+    dir="$OUT/mem-$s"
+    rm -rf "$dir"
+    pid=$(start_server "$s" "$MEM_MODE" "$port" "$dir"); PIDS+=("$pid")
+    wait_ready "$port" 30 "$pid" || { log "$s did not start for the memory test"; continue; }
+    log "memory: $MEM_COUNT XADDs into $s ($MEM_MODE)"
+    "$LOAD" --port "$port" --tag "case=memory-fill" --tag "server=$s" --tag "mode=$MEM_MODE" \
+      --tag round=1 xadd --clients 50 --pipeline 64 --requests "$MEM_COUNT" --duration 3600 \
+      --fields 1 --field-size 1 --value-size 16 --key bench:mem >>"$RAW" 2>>"$OUT/errors.txt"
+    sleep 2 # let everysec / background work settle before measuring
+    fig memory "$s" 1 rss_mib "$(( $(rss_kib "$pid") / 1024 ))"
+    fig memory "$s" 1 rss_anon_mib "$(( $(rss_kib "$pid" RssAnon) / 1024 ))"
+    used=$(used_memory "$port")
+    [ "$used" -ge 0 ] 2>/dev/null && fig memory "$s" 1 used_memory_mib "$(( used / 1048576 ))"
+    stop_server "$pid"
+    fig memory "$s" 1 disk_mib "$(( $(du -sk "$dir" | awk '{print $1}') / 1024 ))"
+  done
+  for round in $(seq "$ROUNDS"); do
+    for s in $MEM_SERVERS; do
+      port=$REDIS_PORT; [ "$s" = sluice ] && port=$SLUICE_PORT
+      [ -d "$OUT/mem-$s" ] || continue
+      sync; t0=$(date +%s%N)
+      pid=$(start_server "$s" "$MEM_MODE" "$port" "$OUT/mem-$s"); PIDS+=("$pid")
+      if "$LOAD" --port "$port" --tag case=startup --tag "server=$s" --tag "mode=$MEM_MODE" \
+          --tag "round=$round" wait-ready --since-unix-ns "$t0" --timeout 1800 \
+          --xlen-key bench:mem >>"$RAW" 2>>"$OUT/errors.txt"; then
+        fig startup "$s" "$round" rss_after_start_mib "$(( $(rss_kib "$pid") / 1024 ))"
+        fig startup "$s" "$round" rss_anon_after_start_mib "$(( $(rss_kib "$pid" RssAnon) / 1024 ))"
+      else
+        log "$s did not come back up on its data"
+      fi
+      stop_server "$pid"
+    done
+  done
+  rm -rf "$OUT"/mem-*
+fi
+
+log "raw figures: $RAW"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (at the start: $LOAD_START)" \
+  | tee "$OUT/load.txt"
+python3 - "$RAW" "$REDIS_ONLY" <<'EOF' | tee "$OUT/table.md"
+import statistics, sys
+from collections import defaultdict
+
+raw, redis_only = sys.argv[1], sys.argv[2] == "1"
+# What each case's row shows, and whether higher is better.
+SHOW = {
+    "xadd": [("ops_per_sec", True), ("batch_latency_p50_us", False), ("batch_latency_p99_us", False)],
+    "xrange": [("ops_per_sec", True), ("batch_latency_p99_us", False)],
+    "xrevrange": [("ops_per_sec", True), ("batch_latency_p99_us", False)],
+    "xreadgroup": [("entries_per_sec", True), ("pending_after", False)],
+    "xread-latency": [("wake_p50_us", False), ("wake_p99_us", False), ("wake_p999_us", False)],
+    "pubsub": [("delivered_per_sec", True), ("delivery_p50_us", False), ("delivery_p99_us", False),
+               ("delivery_p999_us", False), ("lost", False), ("min_per_subscriber", True)],
+    "memory": [("rss_mib", False), ("rss_anon_mib", False), ("used_memory_mib", False),
+               ("disk_mib", False)],
+    "memory-fill": [("ops_per_sec", True)],
+    "startup": [("ready_ms", False), ("xlen", True), ("rss_after_start_mib", False),
+                ("rss_anon_after_start_mib", False)],
+}
+values = defaultdict(list)
+order = []
+higher = {}
+for line in open(raw):
+    if not line.startswith("figure "):
+        continue
+    kv = dict(w.split("=", 1) for w in line.split()[1:] if "=" in w)
+    workload = kv.get("workload")
+    wanted = dict(SHOW.get(kv.get("case"), SHOW.get(workload, [])))
+    if kv["metric"] not in wanted:
+        continue
+    key = (kv["case"], kv["mode"], kv["metric"])
+    if key not in order:
+        order.append(key)
+        higher[key] = wanted[kv["metric"]]
+    values[key + (kv["server"],)].append(float(kv["value"]))
+
+def fmt(v):
+    if v is None:
+        return "pending" if redis_only else "n/a"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
+
+print("| case | fsync | metric | Redis median | Sluice median | Sluice/Redis | better | runs |")
+print("|---|---|---|---:|---:|---:|---|---|")
+for case, mode, metric in order:
+    r = values.get((case, mode, metric, "redis"), [])
+    s = values.get((case, mode, metric, "sluice"), [])
+    rm = statistics.median(r) if r else None
+    sm = statistics.median(s) if s else None
+    ratio = f"{sm / rm:.2f}" if rm and sm is not None else "-"
+    better = "higher" if higher[(case, mode, metric)] else "lower"
+    print(f"| {case} | {mode} | {metric} | {fmt(rm)} | {fmt(sm)} | {ratio} | {better} | "
+          f"{len(r)}+{len(s)} |")
+EOF
