@@ -8,7 +8,7 @@ use std::process::Command;
 use common::Server;
 
 fn int(reply: &str) -> i64 {
-    reply.trim_end()[1..].parse().unwrap()
+    reply.trim_end()[1..].parse().expect("integer reply")
 }
 
 #[test]
