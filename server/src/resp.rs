@@ -308,6 +308,8 @@ fn parse_ll(s: &[u8]) -> Option<i64> {
 /// double-quoted strings (escapes `\n \r \t \b \a \\ \" \xHH`) and single-quoted strings
 /// (escape `\'`). `None` on unbalanced quotes or a closing quote not followed by a space.
 pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
+    // Redis' sdssplitargs walks a C string: a NUL byte ends the line.
+    let line = &line[..line.iter().position(|&b| b == 0).unwrap_or(line.len())];
     let mut args = Vec::new();
     let mut i = 0;
     loop {
@@ -557,6 +559,12 @@ mod tests {
         );
         assert!(split_args(b"'abc").is_none());
         assert!(split_args(br#"x"y"z"#).is_none());
+        // A NUL ends the line, as in Redis (and must not loop forever).
+        assert_eq!(
+            split_args(b"ECHO a\0b c").unwrap(),
+            vec![Bytes::from_static(b"ECHO"), Bytes::from_static(b"a")]
+        );
+        assert!(split_args(b"ECHO \"a\0b\"").is_none());
     }
 }
 
@@ -585,5 +593,66 @@ mod slow_client_tests {
             }
         }
         assert!(hdr.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encode(reqs: &[Vec<Vec<u8>>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for r in reqs {
+            out.extend_from_slice(format!("*{}\r\n", r.len()).as_bytes());
+            for a in r {
+                out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                out.extend_from_slice(a);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// However the bytes are split into reads, the same requests come out.
+        #[test]
+        fn any_split_gives_the_same_requests(
+            reqs in prop::collection::vec(
+                prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 1..6),
+                1..8,
+            ),
+            cuts in prop::collection::vec(any::<usize>(), 0..10),
+        ) {
+            let bytes = encode(&reqs);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.push(bytes.len());
+            cuts.sort_unstable();
+            let mut p = Parser::new();
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            let mut at = 0;
+            for cut in cuts {
+                buf.extend_from_slice(&bytes[at..cut]);
+                at = cut;
+                while let Some(r) = p.next(&mut buf, &Limits::default()).unwrap() {
+                    got.push(r.into_iter().map(|b| b.to_vec()).collect::<Vec<_>>());
+                }
+            }
+            prop_assert_eq!(got, reqs);
+        }
+
+        /// Arbitrary bytes never panic; the parser either waits, yields requests or errs.
+        #[test]
+        fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let mut p = Parser::new();
+            let mut buf = BytesMut::from(&bytes[..]);
+            for _ in 0..1000 {
+                match p.next(&mut buf, &Limits::default()) {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
     }
 }
