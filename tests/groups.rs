@@ -1,20 +1,23 @@
 //! Black-box tests of consumer groups (XGROUP, XREADGROUP, XACK, XPENDING, XCLAIM,
 //! XAUTOCLAIM, XINFO GROUPS/CONSUMERS/STREAM FULL) against the real binary, RESP2 and RESP3.
 
+mod common;
 mod stream_support;
+
+use common::Server;
 
 use redis::streams::{
     StreamClaimOptions, StreamClaimReply, StreamInfoConsumersReply, StreamInfoGroupsReply,
     StreamPendingCountReply, StreamPendingReply, StreamReadOptions, StreamReadReply,
 };
 use redis::{Commands, Value};
-use stream_support::{bulk, entry, field, keyed, line, Server};
+use stream_support::{bulk, entry, field, keyed, line};
 
 #[test]
 fn a_group_delivers_acks_and_claims_with_the_typed_client() {
     let server = Server::start();
     for resp3 in [false, true] {
-        let mut con = server.connect(resp3);
+        let mut con = server.client_proto(resp3);
         let key = format!("jobs{resp3}");
         for i in 1..=3 {
             let _: String = con.xadd(&key, format!("{i}-0"), &[("job", i)]).unwrap();
@@ -74,7 +77,7 @@ fn a_group_delivers_acks_and_claims_with_the_typed_client() {
 fn group_replies_have_redis_shapes() {
     let server = Server::start();
     for resp3 in [false, true] {
-        let mut con = server.connect(resp3);
+        let mut con = server.client_proto(resp3);
         line(&mut con, "flushall").unwrap();
         line(&mut con, "xadd s 1-1 a b").unwrap();
         line(&mut con, "xadd s 2-1 c d").unwrap();
@@ -184,7 +187,7 @@ fn group_replies_have_redis_shapes() {
 #[test]
 fn group_errors_have_redis_texts() {
     let server = Server::start();
-    let mut con = server.connect(false);
+    let mut con = server.client_proto(false);
     line(&mut con, "xadd s 1-1 a b").unwrap();
     line(&mut con, "xgroup create s g 0").unwrap();
     for (cmd, want) in [

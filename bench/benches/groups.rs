@@ -65,11 +65,21 @@ fn checkpoint_1m_pending(c: &mut Criterion) {
     stream
         .create_group(b"g", StreamId::MIN, Some(0))
         .expect("create group");
+    let anon_before = rss_anon_kib();
     for consumer in [&b"a"[..], b"b", b"c", b"d"] {
-        let (got, _) = stream
-            .read_group(b"g", consumer, GroupStart::New, Some(250_000), false, now)
-            .expect("read");
-        assert_eq!(got.len(), 250_000);
+        for _ in 0..250 {
+            let (got, _) = stream
+                .read_group(b"g", consumer, GroupStart::New, Some(1000), false, now)
+                .expect("read");
+            assert_eq!(got.len(), 1000);
+        }
+    }
+    if let (Some(a), Some(b)) = (anon_before, rss_anon_kib()) {
+        println!(
+            "RssAnon grew by {} KiB while 1M entries became pending (~{} bytes per entry)",
+            b.saturating_sub(a),
+            b.saturating_sub(a) * 1024 / 1_000_000
+        );
     }
     let mut group = c.benchmark_group("groups");
     group.sample_size(10);
@@ -87,6 +97,13 @@ fn checkpoint_1m_pending(c: &mut Criterion) {
         let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
         println!("checkpoint file: {len} bytes for 1M pending entries");
     }
+}
+
+/// Anonymous resident memory of this process (Linux), excluding mapped segment files.
+fn rss_anon_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -1,74 +1,9 @@
-//! Starts the real `sluice-server` binary on an ephemeral port with a temporary data
-//! directory, for the stream black-box tests, and helpers to run raw commands.
+//! Helpers for the stream black-box tests (the server itself comes from `common`): run
+//! commands as text, build expected replies in RESP2/RESP3 shapes, read map-shaped replies.
 
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use redis::Value;
-
-pub struct Server {
-    child: Child,
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    pub fn start() -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        for _ in 0..20 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
-            let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-server"))
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn sluice-server");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Server {
-                        child,
-                        port,
-                        _dir: dir,
-                    };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // port taken meanwhile: try another
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("sluice-server did not start");
-    }
-
-    /// A connection speaking RESP3 (after HELLO 3) or RESP2.
-    pub fn connect(&self, resp3: bool) -> redis::Connection {
-        let proto = if resp3 { "?protocol=resp3" } else { "" };
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}/{proto}", self.port))
-            .expect("client");
-        let con = client.get_connection().expect("connect");
-        con.set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        con
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs a command given as words, returning the reply or the error line.
 pub fn run(con: &mut redis::Connection, words: &[&str]) -> Result<Value, String> {

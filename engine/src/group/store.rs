@@ -123,9 +123,23 @@ impl GroupStore {
                     }
                     journal_len = at as u64;
                 }
+                Decode::Record(Record::Header { epoch: e }, _) if e < epoch => {
+                    // A crash between writing a checkpoint and restarting the journal: every
+                    // change in this journal is in the checkpoint.
+                    journal_len = fresh_journal(&mut *io, &journal_path, epoch)?.0;
+                }
+                Decode::Record(Record::Header { epoch: e }, _) => {
+                    // The checkpoint this journal continues is gone: report, do not guess.
+                    report.corruptions.push(format!(
+                        "{}: journal continues checkpoint epoch {e} but the checkpoint is at {epoch}; {} bytes of group changes discarded",
+                        journal_path.display(),
+                        buf.len()
+                    ));
+                    report.bytes_truncated = buf.len() as u64;
+                    journal_len = fresh_journal(&mut *io, &journal_path, epoch)?.0;
+                }
                 _ => {
-                    // Missing or torn header, or a journal from an older epoch whose changes
-                    // are all in the checkpoint: start a fresh one.
+                    // A torn header: nothing in this journal was ever durable.
                     report.bytes_truncated = buf.len() as u64;
                     journal_len = fresh_journal(&mut *io, &journal_path, epoch)?.0;
                 }
@@ -178,6 +192,20 @@ impl GroupStore {
             record::encode(&Record::Header { epoch: self.epoch }, &mut buf);
         }
         record::encode_change(&change, &mut buf);
+        if buf.len() > record::MAX_BODY {
+            // Recovery would refuse such a record: refuse the change instead.
+            return Err(Error::io(
+                "journal a consumer-group change",
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "change of {} bytes exceeds the {}-byte record limit",
+                        buf.len(),
+                        record::MAX_BODY
+                    ),
+                ),
+            ));
+        }
         let lsn = self.io.append(&self.dir.join(JOURNAL_FILE), &buf)?;
         self.journal_len += buf.len() as u64;
         self.set.apply(&change);

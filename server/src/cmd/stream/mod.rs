@@ -3,7 +3,7 @@
 //! engine. Where Redis checks the key before an argument, the argument's error is kept in the
 //! parsed command and raised at the same point during execution.
 //!
-//! Files by command family: [`write`] (XADD, XTRIM, XDEL, XSETID), [`read`] (XLEN, XRANGE,
+//! Files by command family: [`write`](mod@write) (XADD, XTRIM, XDEL, XSETID), [`read`] (XLEN, XRANGE,
 //! XREVRANGE, XREAD, XREADGROUP), [`group`] (XGROUP, XACK, XPENDING, XCLAIM, XAUTOCLAIM),
 //! [`info`] (XINFO); [`args`] reads IDs and integers as Redis does.
 
@@ -219,6 +219,8 @@ pub(crate) mod harness {
 
 #[cfg(test)]
 mod tests {
+    use proptest::strategy::Strategy;
+
     use super::harness::Harness;
 
     /// Replies recorded from redis-server 7.0.15 (RESP2 unless marked).
@@ -406,5 +408,119 @@ mod tests {
             }
         }
         assert!(result.is_err(), "{result:?}");
+    }
+
+    /// The keyspace events (and their order) redis-server 7.0.15 raised for this sequence,
+    /// recorded with `notify-keyspace-events KEAn`.
+    #[test]
+    fn keyspace_events_match_redis() {
+        let mut h = Harness::new();
+        for line in [
+            "xadd s 1-1 a b",
+            "xgroup create s g 0",
+            "xreadgroup group g c streams s >",
+            "xgroup createconsumer s g c",
+            "xgroup createconsumer s g c2",
+            "xclaim s g c3 0 1-1",
+            "xgroup delconsumer s g nobody",
+            "xgroup delconsumer s g c2",
+            "xgroup create s2 g $ mkstream",
+            "xtrim s maxlen 5",
+            "xdel s 9-9",
+            "xgroup setid s g 0",
+            "xgroup destroy s g",
+            "xgroup destroy s g",
+            "xsetid s 5-5",
+            "xadd s maxlen 0 6-6 a b",
+        ] {
+            h.r2(line);
+        }
+        let got: Vec<(char, &str, &[u8])> = h
+            .effects
+            .events
+            .iter()
+            .map(|e| (e.class, e.event, e.key.as_ref()))
+            .collect();
+        let want: Vec<(char, &str, &[u8])> = vec![
+            ('n', "new", b"s"),
+            ('t', "xadd", b"s"),
+            ('t', "xgroup-create", b"s"),
+            ('t', "xgroup-createconsumer", b"s"),
+            ('t', "xgroup-createconsumer", b"s"),
+            ('t', "xgroup-createconsumer", b"s"),
+            ('t', "xgroup-delconsumer", b"s"),
+            ('n', "new", b"s2"),
+            ('t', "xgroup-create", b"s2"),
+            ('t', "xgroup-setid", b"s"),
+            ('t', "xgroup-destroy", b"s"),
+            ('t', "xsetid", b"s"),
+            ('t', "xadd", b"s"),
+            ('t', "xtrim", b"s"),
+        ];
+        assert_eq!(got, want);
+    }
+
+    proptest::proptest! {
+        /// Parsing never panics, whatever the arguments: every index is guarded by arity.
+        #[test]
+        fn parse_never_panics(
+            name in proptest::sample::select(vec![
+                "xadd", "xtrim", "xdel", "xsetid", "xlen", "xrange", "xrevrange", "xread",
+                "xreadgroup", "xack", "xpending", "xclaim", "xautoclaim", "xgroup", "xinfo",
+            ]),
+            args in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![
+                        "*", "$", ">", "+", "-", "(", "(1", "0", "1-1", "5-*", "~", "=", "-1",
+                        "MAXLEN", "MINID", "LIMIT", "NOMKSTREAM", "COUNT", "BLOCK", "STREAMS",
+                        "GROUP", "NOACK", "IDLE", "TIME", "RETRYCOUNT", "FORCE", "JUSTID",
+                        "LASTID", "CREATE", "SETID", "DESTROY", "CREATECONSUMER",
+                        "DELCONSUMER", "HELP", "MKSTREAM", "ENTRIESREAD", "STREAM", "GROUPS",
+                        "CONSUMERS", "FULL", "ENTRIESADDED", "MAXDELETEDID",
+                    ]).prop_map(String::from),
+                    "[ -~]{0,6}",
+                ],
+                0..12,
+            ),
+        ) {
+            let args: Vec<bytes::Bytes> = args.into_iter().map(bytes::Bytes::from).collect();
+            let _ = super::parse(name, &args);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(24))]
+        /// Random command sequences over a few keys and IDs execute without panicking.
+        #[test]
+        fn execute_never_panics(
+            lines in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "xadd s * f v", "xadd s 5-* f v", "xadd s maxlen 2 * f v",
+                    "xadd s minid 3 * f v", "xadd s nomkstream 9 f v", "xadd t * f v",
+                    "xdel s 1-0 5-0", "xtrim s maxlen 1", "xtrim s minid 5",
+                    "xsetid s 999-0", "xsetid s 0-1", "xrange s - +", "xrevrange s + - count 1",
+                    "xread count 2 streams s t 0 0", "xread block 0 streams s $",
+                    "xgroup create s g 0", "xgroup create s g $ mkstream",
+                    "xgroup create t g 0 mkstream", "xgroup setid s g 0",
+                    "xgroup setid s g $ entriesread 3", "xgroup destroy s g",
+                    "xgroup createconsumer s g c", "xgroup delconsumer s g c",
+                    "xreadgroup group g c streams s >", "xreadgroup group g c streams s 0",
+                    "xreadgroup group g d noack count 1 streams s t > >",
+                    "xreadgroup group g c block 0 streams s >", "xack s g 1-0 5-0",
+                    "xpending s g", "xpending s g idle 0 - + 5 c",
+                    "xclaim s g d 0 1-0 5-0 force", "xclaim s g d 0 5-0 justid lastid 99-0",
+                    "xautoclaim s g e 0 0 count 2", "xautoclaim s g e 0 0 justid",
+                    "xinfo stream s", "xinfo stream s full count 0", "xinfo groups s",
+                    "xinfo consumers s g", "xlen s",
+                ]),
+                1..40,
+            ),
+        ) {
+            let mut h = Harness::new();
+            for line in lines {
+                let _ = h.r2(line);
+                let _ = h.r3(line);
+            }
+        }
     }
 }
