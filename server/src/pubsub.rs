@@ -448,27 +448,32 @@ impl Subscriber {
 
     /// Takes queued items, up to about [`RECV_BATCH_BYTES`] (at least one). `Err` once cut off.
     fn take(&self) -> Result<Option<Bytes>, ()> {
-        let mut q = self.lock();
-        if q.closed {
-            return Err(());
-        }
-        let Some(first) = q.items.pop_front() else {
-            return Ok(None);
-        };
-        if q.items.is_empty() || first.len() >= RECV_BATCH_BYTES {
-            q.bytes -= first.len() as u64;
-            return Ok(Some(first));
-        }
-        let mut out = BytesMut::with_capacity(RECV_BATCH_BYTES);
-        out.put_slice(&first);
-        while let Some(next) = q.items.front() {
-            if out.len() + next.len() > RECV_BATCH_BYTES {
-                break;
+        let mut batch = Vec::new();
+        let mut size = 0;
+        {
+            let mut q = self.lock();
+            if q.closed {
+                return Err(());
             }
-            out.put_slice(next);
-            q.items.pop_front();
+            while let Some(next) = q.items.front().map(Bytes::len) {
+                if !batch.is_empty() && size + next > RECV_BATCH_BYTES {
+                    break;
+                }
+                if let Some(item) = q.items.pop_front() {
+                    size += item.len();
+                    batch.push(item);
+                }
+            }
+            q.bytes -= size as u64;
         }
-        q.bytes -= out.len() as u64;
+        // Copy outside the lock, so publishers never wait for it.
+        if batch.len() <= 1 {
+            return Ok(batch.pop());
+        }
+        let mut out = BytesMut::with_capacity(size);
+        for item in &batch {
+            out.put_slice(item);
+        }
         Ok(Some(out.freeze()))
     }
 
@@ -977,7 +982,7 @@ impl Session {
     }
 
     /// True while the client has any subscription: under RESP2 it is then in subscribed mode
-    /// and only the commands [`allowed_in_subscribed_mode`] accepts may run.
+    /// and only the (P|S)(UN)SUBSCRIBE family, PING, QUIT and RESET may run.
     pub fn is_subscribed(&self) -> bool {
         self.subs.total() > 0
     }
@@ -1052,36 +1057,12 @@ impl Drop for Session {
     }
 }
 
-/// Whether a RESP2 client in subscribed mode may run `name` (lowercase command name).
-pub fn allowed_in_subscribed_mode(name: &str) -> bool {
-    matches!(
-        name,
-        "subscribe"
-            | "unsubscribe"
-            | "psubscribe"
-            | "punsubscribe"
-            | "ssubscribe"
-            | "sunsubscribe"
-            | "ping"
-            | "quit"
-            | "reset"
-    )
-}
-
 /// The error for any other command in RESP2 subscribed mode; `full_name` is lowercase with
 /// the subcommand as Redis names it (`get`, `pubsub|numpat`).
 pub fn subscribed_mode_error(full_name: &str) -> Reply {
     Reply::err(format!(
         "Can't execute '{full_name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
     ))
-}
-
-/// The reply to PING in RESP2 subscribed mode: `["pong", <message or "">]`.
-pub fn subscribed_ping(message: Option<Bytes>) -> Reply {
-    Reply::Array(vec![
-        Reply::str("pong"),
-        Reply::Bulk(message.unwrap_or_default()),
-    ])
 }
 
 #[cfg(test)]
@@ -1336,6 +1317,22 @@ mod tests {
         assert!(got.ends_with(b"late\r\n"));
         assert_eq!(t.await.unwrap(), 1);
         s.clear(&hub);
+    }
+
+    #[test]
+    fn prefixes_longer_than_the_index_still_match_exactly() {
+        let hub = Hub::default();
+        let mut s = Subscriptions::new(1);
+        let long = "a".repeat(MAX_INDEXED_PREFIX + 36);
+        s.subscribe(&hub, Kind::Pattern, &[b(&format!("{long}*")), b(&long)]);
+        assert_eq!(hub.publish(format!("{long}xyz").as_bytes(), b"m"), 1);
+        assert_eq!(hub.publish(long.as_bytes(), b"m"), 2);
+        assert_eq!(hub.publish(&long.as_bytes()[1..], b"m"), 0);
+        let mut other = long.clone().into_bytes();
+        other[MAX_INDEXED_PREFIX + 1] = b'b';
+        assert_eq!(hub.publish(&other, b"m"), 0);
+        s.clear(&hub);
+        assert!(hub.read().patterns.root.is_empty());
     }
 
     #[test]
