@@ -16,7 +16,7 @@ fn add(con: &mut redis::Connection, key: &str) {
         .arg("f")
         .arg("v")
         .query(con)
-        .unwrap();
+        .expect("XADD");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::process::Command;
 use common::Server;
 
 fn int(reply: &str) -> i64 {
-    reply.trim_end()[1..].parse().unwrap()
+    reply.trim_end()[1..].parse().expect("integer reply")
 }
 
 #[test]
@@ -288,4 +288,34 @@ fn config_file_and_arguments_combine() {
     assert!(info.contains("config_file:"), "{info}");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn blocked_clients_show_in_info_and_client_list_and_can_be_unblocked() {
+    let s = Server::start();
+    let mut blocked = s.raw();
+    let id = blocked.cmd("CLIENT ID");
+    let id = id.trim_end()[1..].to_string();
+    blocked.send(b"XREAD BLOCK 0 STREAMS s $\r\n");
+    let mut c = s.raw();
+    let mut seen = false;
+    for _ in 0..100 {
+        if c.cmd("INFO clients").contains("blocked_clients:1\r\n") {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(seen);
+    let list = c.cmd("CLIENT LIST");
+    let line = list
+        .lines()
+        .find(|l| l.contains(&format!("id={id} ")))
+        .expect("blocked client listed");
+    assert!(line.contains(" flags=b "), "{line}");
+    assert!(line.contains(" cmd=xread "), "{line}");
+    assert_eq!(c.cmd(&format!("CLIENT UNBLOCK {id}")), ":1\r\n");
+    assert_eq!(blocked.reply(), "*-1\r\n");
+    assert!(c.cmd("INFO clients").contains("blocked_clients:0\r\n"));
+    assert_eq!(blocked.cmd("PING"), "+PONG\r\n");
 }

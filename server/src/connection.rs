@@ -673,8 +673,14 @@ impl Conn {
             }
             // The listener publishes each completed sync round; re-check periodically in
             // case the engine poisons itself without publishing.
+            let started = Instant::now();
             let _ =
                 tokio::time::timeout(Duration::from_millis(50), rx.wait_for(|d| *d >= lsn)).await;
+            if started.elapsed() < Duration::from_micros(100) {
+                // The published Lsn is already past ours (e.g. after DEBUG RELOAD) but the
+                // engine disagrees: do not spin.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
     }
 

@@ -73,6 +73,9 @@ pub struct Parser {
     args: Vec<Bytes>,
     /// Bytes of the arguments collected so far for the request in progress.
     pending_bytes: usize,
+    /// Bytes at the front of the input already searched for the current line's end, so a
+    /// line arriving a byte at a time is scanned once, not once per byte.
+    scanned: usize,
 }
 
 impl Default for Parser {
@@ -81,6 +84,7 @@ impl Default for Parser {
             state: State::Idle,
             args: Vec::new(),
             pending_bytes: 0,
+            scanned: 0,
         }
     }
 }
@@ -116,7 +120,7 @@ impl Parser {
                         return Ok(None);
                     };
                     if first == b'*' {
-                        let Some(line) = take_line(buf, "too big mbulk count string")? else {
+                        let Some(line) = self.take_line(buf, "too big mbulk count string")? else {
                             return Ok(None);
                         };
                         let n = match parse_ll(&line[1..]) {
@@ -154,7 +158,7 @@ impl Parser {
                                 char::from(first)
                             )));
                         }
-                        let Some(line) = take_line(buf, "too big bulk count string")? else {
+                        let Some(line) = self.take_line(buf, "too big bulk count string")? else {
                             return Ok(None);
                         };
                         let len = match parse_ll(&line[1..]).map(u64::try_from) {
@@ -198,12 +202,19 @@ impl Parser {
 
     fn inline(&mut self, buf: &mut BytesMut) -> Result<Inline, ProtocolError> {
         let window = &buf[..buf.len().min(MAX_INLINE + 1)];
-        let Some(nl) = window.iter().position(|&b| b == b'\n') else {
+        let from = self.scanned.min(window.len());
+        let Some(nl) = window[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|off| from + off)
+        else {
             if buf.len() > MAX_INLINE {
                 return Err(ProtocolError::new("too big inline request"));
             }
+            self.scanned = window.len();
             return Ok(Inline::Incomplete);
         };
+        self.scanned = 0;
         if nl > MAX_INLINE {
             return Err(ProtocolError::new("too big inline request"));
         }
@@ -222,39 +233,49 @@ impl Parser {
     }
 }
 
+impl Parser {
+    /// Takes one `\r\n`-terminated header line (including the tag byte, without CRLF), or
+    /// `None` if it has not fully arrived. Errors when the line exceeds [`MAX_INLINE`].
+    fn take_line(
+        &mut self,
+        buf: &mut BytesMut,
+        too_big: &str,
+    ) -> Result<Option<BytesMut>, ProtocolError> {
+        let window = &buf[..buf.len().min(MAX_INLINE + 2)];
+        // Resume where the last search stopped (minus one: a CR may have been the last byte).
+        let mut from = self.scanned.saturating_sub(1).min(window.len());
+        let mut found = None;
+        while let Some(off) = window[from..].iter().position(|&b| b == b'\r') {
+            let pos = from + off;
+            match window.get(pos + 1) {
+                Some(b'\n') => {
+                    found = Some(pos);
+                    break;
+                }
+                Some(_) => from = pos + 1,
+                None => break,
+            }
+        }
+        match found {
+            Some(pos) => {
+                self.scanned = 0;
+                let line = buf.split_to(pos);
+                buf.advance(2);
+                Ok(Some(line))
+            }
+            None if buf.len() > MAX_INLINE => Err(ProtocolError::new(too_big)),
+            None => {
+                self.scanned = window.len();
+                Ok(None)
+            }
+        }
+    }
+}
+
 enum Inline {
     Incomplete,
     Empty,
     Args(Vec<Bytes>),
-}
-
-/// Takes one `\r\n`-terminated header line (including the tag byte, without CRLF), or
-/// `None` if it has not fully arrived. Errors when the line exceeds [`MAX_INLINE`].
-fn take_line(buf: &mut BytesMut, too_big: &str) -> Result<Option<BytesMut>, ProtocolError> {
-    let window = &buf[..buf.len().min(MAX_INLINE + 2)];
-    // Header lines are short: scan for '\r' and check the '\n' after it.
-    let mut found = None;
-    let mut from = 0;
-    while let Some(off) = window[from..].iter().position(|&b| b == b'\r') {
-        let pos = from + off;
-        match window.get(pos + 1) {
-            Some(b'\n') => {
-                found = Some(pos);
-                break;
-            }
-            Some(_) => from = pos + 1,
-            None => break,
-        }
-    }
-    match found {
-        Some(pos) => {
-            let line = buf.split_to(pos);
-            buf.advance(2);
-            Ok(Some(line))
-        }
-        None if buf.len() > MAX_INLINE => Err(ProtocolError::new(too_big)),
-        None => Ok(None),
-    }
 }
 
 /// A header number as Redis' `string2ll` reads it: optional `-`, no `+`, no leading zeros,
@@ -287,6 +308,8 @@ fn parse_ll(s: &[u8]) -> Option<i64> {
 /// double-quoted strings (escapes `\n \r \t \b \a \\ \" \xHH`) and single-quoted strings
 /// (escape `\'`). `None` on unbalanced quotes or a closing quote not followed by a space.
 pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
+    // Redis' sdssplitargs walks a C string: a NUL byte ends the line.
+    let line = &line[..line.iter().position(|&b| b == 0).unwrap_or(line.len())];
     let mut args = Vec::new();
     let mut i = 0;
     loop {
@@ -536,5 +559,100 @@ mod tests {
         );
         assert!(split_args(b"'abc").is_none());
         assert!(split_args(br#"x"y"z"#).is_none());
+        // A NUL ends the line, as in Redis (and must not loop forever).
+        assert_eq!(
+            split_args(b"ECHO a\0b c").unwrap(),
+            vec![Bytes::from_static(b"ECHO"), Bytes::from_static(b"a")]
+        );
+        assert!(split_args(b"ECHO \"a\0b\"").is_none());
+    }
+}
+
+#[cfg(test)]
+mod slow_client_tests {
+    use super::*;
+
+    #[test]
+    fn a_line_arriving_byte_by_byte_is_scanned_once() {
+        // 60 KiB inline request one byte at a time: quadratic rescanning would take
+        // billions of comparisons; resuming keeps it linear.
+        let mut p = Parser::new();
+        let mut buf = BytesMut::new();
+        for _ in 0..60 * 1024 {
+            buf.extend_from_slice(b"a");
+            assert_eq!(p.next(&mut buf, &Limits::default()), Ok(None));
+        }
+        buf.extend_from_slice(b"\r\n");
+        let args = p.next(&mut buf, &Limits::default()).unwrap().unwrap();
+        assert_eq!(args[0].len(), 60 * 1024);
+        let mut hdr = BytesMut::new();
+        for &b in b"*1\r\n$3\r\nabc\r\n" {
+            hdr.extend_from_slice(&[b]);
+            if let Some(r) = p.next(&mut hdr, &Limits::default()).unwrap() {
+                assert_eq!(r, vec![Bytes::from_static(b"abc")]);
+            }
+        }
+        assert!(hdr.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encode(reqs: &[Vec<Vec<u8>>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for r in reqs {
+            out.extend_from_slice(format!("*{}\r\n", r.len()).as_bytes());
+            for a in r {
+                out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                out.extend_from_slice(a);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// However the bytes are split into reads, the same requests come out.
+        #[test]
+        fn any_split_gives_the_same_requests(
+            reqs in prop::collection::vec(
+                prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 1..6),
+                1..8,
+            ),
+            cuts in prop::collection::vec(any::<usize>(), 0..10),
+        ) {
+            let bytes = encode(&reqs);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.push(bytes.len());
+            cuts.sort_unstable();
+            let mut p = Parser::new();
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            let mut at = 0;
+            for cut in cuts {
+                buf.extend_from_slice(&bytes[at..cut]);
+                at = cut;
+                while let Some(r) = p.next(&mut buf, &Limits::default()).unwrap() {
+                    got.push(r.into_iter().map(|b| b.to_vec()).collect::<Vec<_>>());
+                }
+            }
+            prop_assert_eq!(got, reqs);
+        }
+
+        /// Arbitrary bytes never panic; the parser either waits, yields requests or errs.
+        #[test]
+        fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let mut p = Parser::new();
+            let mut buf = BytesMut::from(&bytes[..]);
+            for _ in 0..1000 {
+                match p.next(&mut buf, &Limits::default()) {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
     }
 }
