@@ -137,6 +137,7 @@ pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, handle: Arc<Clien
         out: BytesMut::new(),
         parser: Parser::new(),
         subscribed: false,
+        barrier: Lsn(0),
     };
     if let Err(why) = conn.run(&mut socket, &mut state).await {
         if !why.is_empty() {
@@ -158,6 +159,10 @@ struct Conn {
     parser: Parser,
     /// The client has subscriptions (pub/sub output class instead of normal).
     subscribed: bool,
+    /// Nothing in `out` may reach the client before this Lsn is durable: the replies of a
+    /// pipelined batch share one wait, and a read never shows a write that could still be
+    /// lost (Redis writes replies only after the event loop's AOF fsync).
+    barrier: Lsn,
 }
 
 /// Why the loop stopped; an empty string means a normal close.
@@ -259,6 +264,22 @@ impl Conn {
     async fn flush(&mut self, socket: &mut TcpStream) -> Result<(), Closed> {
         if self.out.is_empty() {
             return Ok(());
+        }
+        if self.barrier != Lsn(0) {
+            let barrier = std::mem::take(&mut self.barrier);
+            if let Some(err) = self.await_durable(barrier).await {
+                // The buffered replies acknowledge writes that may not survive: answer with
+                // the error instead and close, so the client treats them as indeterminate.
+                self.out.clear();
+                let text = match &err {
+                    Reply::Error(text) => text.clone(),
+                    _ => String::new(),
+                };
+                err.encode(crate::reply::Protocol::Resp2, &mut self.out);
+                let _ = socket.write_all(&self.out).await;
+                self.out.clear();
+                return Err(text);
+            }
         }
         let n = self.out.len();
         // client-output-buffer-limit, normal class (subscribers are bounded by the hub):
@@ -459,22 +480,18 @@ impl Conn {
                 let mut effects = Effects::default();
                 let outcome = self.block(socket, state, request, &mut effects).await?;
                 self.after_execute(state, &effects);
-                self.await_durable(effects.lsn).await;
+                self.hold_until_durable(effects.lsn);
                 outcome
             }
             other => other,
         };
-        let failed = self.await_durable(effects.lsn).await;
-        match (failed, outcome) {
-            (Some(err), _) => {
-                Stats::call(&shared, spec.name, started, true);
-                self.reply(state, err);
-            }
-            (None, Outcome::Reply(reply)) => {
+        self.hold_until_durable(effects.lsn);
+        match outcome {
+            Outcome::Reply(reply) => {
                 Stats::call(&shared, spec.name, started, reply.is_error());
                 self.reply(state, reply);
             }
-            (None, Outcome::Chunked(mut chunked)) => {
+            Outcome::Chunked(mut chunked) => {
                 Stats::call(&shared, spec.name, started, false);
                 self.drain_pubsub(state);
                 loop {
@@ -492,7 +509,7 @@ impl Conn {
                     self.out.clear();
                 }
             }
-            (None, Outcome::Block(_)) => {
+            Outcome::Block(_) => {
                 // blocking::wait never returns Block; answer as a timeout.
                 self.reply(state, Reply::NullArray);
             }
@@ -636,9 +653,8 @@ impl Conn {
         state.unwatch(&shared);
         Stats::call(&shared, "exec", Instant::now(), false);
         self.after_execute(state, &effects);
-        if let Some(err) = self.await_durable(effects.lsn).await {
-            self.reply(state, err);
-        } else if state.reply_mode == ReplyMode::On {
+        self.hold_until_durable(effects.lsn);
+        if state.reply_mode == ReplyMode::On {
             self.drain_pubsub(state);
             self.out.extend_from_slice(&body);
         }
@@ -654,6 +670,20 @@ impl Conn {
     fn after_execute(&self, state: &ClientState, effects: &Effects) {
         let _ = state;
         publish_effects(&self.shared, effects);
+    }
+
+    /// Holds back everything now in the output until `lsn` — and, under `always`, every
+    /// write executed so far, which this command's reply may have observed — is durable.
+    /// The wait happens once per flush, so a pipelined batch shares one group commit.
+    fn hold_until_durable(&mut self, lsn: Lsn) {
+        let durability = lock(&self.shared.durability).clone();
+        let mut barrier = self.barrier.max(lsn);
+        if durability.policy() == sluice_engine::FsyncPolicy::Always {
+            barrier = barrier.max(durability.last_lsn());
+        }
+        if !durability.is_durable(barrier) {
+            self.barrier = barrier;
+        }
     }
 
     /// Waits until `lsn` is durable under the fsync policy. Returns an error reply if the
