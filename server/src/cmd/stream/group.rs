@@ -731,20 +731,8 @@ pub fn group(c: GroupCommand, ctx: &mut Ctx) -> Result<Reply, Reply> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testutil::{b, err};
     use super::*;
-
-    fn b(args: &str) -> Vec<Bytes> {
-        args.split_whitespace()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .collect()
-    }
-
-    fn err(r: Result<impl std::fmt::Debug, Reply>) -> String {
-        match r {
-            Err(Reply::Error(e)) => e,
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
 
     #[test]
     fn xack_forms() {

@@ -283,20 +283,8 @@ fn stream_full(stream: &Stream, count: usize) -> Result<Reply, Reply> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testutil::{b, err};
     use super::*;
-
-    fn b(args: &str) -> Vec<Bytes> {
-        args.split_whitespace()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .collect()
-    }
-
-    fn err(r: Result<Info, Reply>) -> String {
-        match r {
-            Err(Reply::Error(e)) => e,
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
 
     fn full(s: &str) -> Result<Option<usize>, Reply> {
         match parse(&b(s)).unwrap() {

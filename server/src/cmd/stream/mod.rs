@@ -16,6 +16,29 @@ pub mod write;
 #[cfg(test)]
 mod redis_diff;
 
+/// Helpers shared by the parsing tests of the stream command modules.
+#[cfg(test)]
+mod testutil {
+    use bytes::Bytes;
+
+    use crate::reply::Reply;
+
+    /// Splits a command line into arguments.
+    pub fn b(args: &str) -> Vec<Bytes> {
+        args.split_whitespace()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .collect()
+    }
+
+    /// The error text of a parse that must fail.
+    pub fn err(r: Result<impl std::fmt::Debug, Reply>) -> String {
+        match r {
+            Err(Reply::Error(e)) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+}
+
 use bytes::Bytes;
 use sluice_engine::{Entry, Error};
 
