@@ -146,7 +146,7 @@ fn crash_replay() {
         port: AtomicU16::new(server.port),
     });
     let mut cycles = 0u64;
-    while cycles < cfg.cycles && cfg.deadline.map_or(true, |d| started.elapsed() < d) {
+    while cycles < cfg.cycles && cfg.deadline.iter().all(|&d| started.elapsed() < d) {
         cycles += 1;
         let kill_after = Duration::from_millis(rng.gen_range(10..=300));
         shared.lock().cycle = u32::try_from(cycles).unwrap_or(u32::MAX);

@@ -290,7 +290,7 @@ impl Model {
             return false;
         }
         match rec.id {
-            Some(id) => id >= self.trim_floor && self.maybe_trim.map_or(true, |b| id >= b),
+            Some(id) => id >= self.trim_floor && self.maybe_trim.iter().all(|&b| id >= b),
             None => true,
         }
     }

@@ -109,7 +109,7 @@ pub fn writer(shared: &Shared, w: usize, seed: u64) {
 impl Model {
     /// An acknowledged ID the deleter may pick (not below a trim the test already sent).
     fn required_id(&self, id: Id) -> bool {
-        id >= self.trim_floor && self.maybe_trim.map_or(true, |b| id >= b)
+        id >= self.trim_floor && self.maybe_trim.iter().all(|&b| id >= b)
     }
 }
 
