@@ -16,18 +16,31 @@
 
 #![deny(unsafe_code)]
 
+pub mod durability;
+mod engine;
 pub mod error;
 pub mod group;
 pub mod id;
+mod index;
+pub mod io;
+mod logfile;
+mod meta;
+mod record;
+mod recovery;
+mod segment;
+mod stream;
 
+pub use durability::Durability;
+pub use engine::Engine;
 pub use error::{Error, Result};
 pub use group::{
     AutoClaim, ClaimOptions, ConsumerInfo, Delivery, GroupInfo, GroupStart, PendingEntry,
     PendingSummary,
 };
 pub use id::StreamId;
+pub use stream::Stream;
 
-use std::{ops::Bound, path::Path, sync::Arc, time::Duration};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -151,159 +164,6 @@ pub struct EngineStats {
     pub poisoned: Option<String>,
 }
 
-/// Tracks which writes are durable, shared with whoever waits on them.
-pub struct Durability {
-    _private: (),
-}
-
-impl Durability {
-    /// True once a write at `lsn` may be acknowledged under the current policy.
-    pub fn is_durable(&self, lsn: Lsn) -> bool {
-        let _ = lsn;
-        todo!("engine: durability tracking")
-    }
-
-    /// Blocks until `lsn` is acknowledgeable; fails if the engine was poisoned meanwhile.
-    pub fn wait(&self, lsn: Lsn) -> Result<()> {
-        let _ = lsn;
-        todo!("engine: durability tracking")
-    }
-
-    /// Called from the sync thread after each completed fsync round with the new durable Lsn.
-    pub fn set_listener(&self, listener: Box<dyn Fn(Lsn) + Send + Sync>) {
-        let _ = listener;
-        todo!("engine: durability tracking")
-    }
-
-    /// The reason writes are refused, after a failed fsync or write.
-    pub fn poisoned(&self) -> Option<String> {
-        todo!("engine: durability tracking")
-    }
-}
-
-/// A data directory of streams.
-pub struct Engine {
-    _private: (),
-}
-
-impl Engine {
-    /// Opens (creating if needed) a data directory and recovers every stream in it.
-    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<(Engine, RecoveryReport)> {
-        let _ = (dir.as_ref(), options);
-        todo!("engine: open")
-    }
-
-    /// Makes everything written so far durable (fsync), e.g. for SHUTDOWN and DEBUG RELOAD.
-    pub fn sync_all(&mut self) -> Result<()> {
-        todo!("engine: sync_all")
-    }
-
-    /// Syncs and releases every file; the directory can be reopened afterwards.
-    pub fn close(self) -> Result<()> {
-        todo!("engine: close")
-    }
-
-    pub fn durability(&self) -> Arc<Durability> {
-        todo!("engine: durability")
-    }
-
-    pub fn fsync_policy(&self) -> FsyncPolicy {
-        todo!("engine: policy")
-    }
-
-    pub fn set_fsync_policy(&mut self, policy: FsyncPolicy) {
-        let _ = policy;
-        todo!("engine: policy")
-    }
-
-    pub fn stats(&self) -> EngineStats {
-        todo!("engine: stats")
-    }
-
-    pub fn databases(&self) -> u32 {
-        todo!("engine: databases")
-    }
-
-    pub fn stream(&self, db: Db, key: &[u8]) -> Option<&Stream> {
-        let _ = (db, key);
-        todo!("engine: stream lookup")
-    }
-
-    pub fn stream_mut(&mut self, db: Db, key: &[u8]) -> Option<&mut Stream> {
-        let _ = (db, key);
-        todo!("engine: stream lookup")
-    }
-
-    /// Creates an empty stream (XADD on a new key, XGROUP CREATE MKSTREAM); errors if it exists.
-    pub fn create_stream(&mut self, db: Db, key: &[u8]) -> Result<(&mut Stream, Lsn)> {
-        let _ = (db, key);
-        todo!("engine: create stream")
-    }
-
-    /// Deletes a stream and its files. Returns `None` if there was no such key.
-    pub fn remove_stream(&mut self, db: Db, key: &[u8]) -> Result<Option<Lsn>> {
-        let _ = (db, key);
-        todo!("engine: remove stream")
-    }
-
-    /// RENAME: moves `from` to `to`, replacing any stream at `to`. Errors with `NoSuchKey`.
-    pub fn rename_stream(&mut self, db: Db, from: &[u8], to: &[u8]) -> Result<Lsn> {
-        let _ = (db, from, to);
-        todo!("engine: rename")
-    }
-
-    /// Number of keys in a database.
-    pub fn key_count(&self, db: Db) -> u64 {
-        let _ = db;
-        todo!("engine: key count")
-    }
-
-    /// Iterates a database's keys in unspecified order.
-    pub fn keys(&self, db: Db) -> Box<dyn Iterator<Item = &[u8]> + '_> {
-        let _ = db;
-        todo!("engine: keys")
-    }
-
-    /// SCAN: up to about `count` keys from `cursor`; returns the next cursor (0 when done).
-    /// Keys present for the whole scan are returned at least once.
-    pub fn scan(&self, db: Db, cursor: u64, count: usize) -> (u64, Vec<Bytes>) {
-        let _ = (db, cursor, count);
-        todo!("engine: scan")
-    }
-
-    /// Removes every stream of one database.
-    pub fn flush_db(&mut self, db: Db) -> Result<Lsn> {
-        let _ = db;
-        todo!("engine: flushdb")
-    }
-
-    pub fn flush_all(&mut self) -> Result<Lsn> {
-        todo!("engine: flushall")
-    }
-
-    /// Sets or clears (None) a key's expiry as a Unix time in ms; durable like any write.
-    pub fn set_expire(&mut self, db: Db, key: &[u8], at_ms: Option<u64>) -> Result<Lsn> {
-        let _ = (db, key, at_ms);
-        todo!("engine: expire")
-    }
-
-    pub fn expire_at(&self, db: Db, key: &[u8]) -> Option<u64> {
-        let _ = (db, key);
-        todo!("engine: expire")
-    }
-
-    /// Keys whose expiry is ≤ `now_ms`, for the server's active expiry cycle (at most `limit`).
-    pub fn expired_keys(&self, now_ms: u64, limit: usize) -> Vec<(Db, Bytes)> {
-        let _ = (now_ms, limit);
-        todo!("engine: expire")
-    }
-}
-
-/// One stream: its entries on disk and its consumer groups.
-pub struct Stream {
-    _private: (),
-}
-
 /// Metadata as XINFO STREAM reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamMeta {
@@ -313,82 +173,4 @@ pub struct StreamMeta {
     pub entries_added: u64,
     pub recorded_first_entry_id: StreamId,
     pub segments: u64,
-}
-
-impl Stream {
-    pub fn len(&self) -> u64 {
-        todo!("engine: stream")
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn last_id(&self) -> StreamId {
-        todo!("engine: stream")
-    }
-
-    pub fn meta(&self) -> StreamMeta {
-        todo!("engine: stream")
-    }
-
-    pub fn first_entry(&self) -> Result<Option<Entry>> {
-        todo!("engine: stream")
-    }
-
-    pub fn last_entry(&self) -> Result<Option<Entry>> {
-        todo!("engine: stream")
-    }
-
-    /// XADD. `fields` must be non-empty (the server checks arity).
-    pub fn add(
-        &mut self,
-        id: IdSpec,
-        fields: &[(Bytes, Bytes)],
-        now_ms: u64,
-    ) -> Result<(StreamId, Lsn)> {
-        let _ = (id, fields, now_ms);
-        todo!("engine: append")
-    }
-
-    /// XRANGE/XREVRANGE/XREAD: at most `count` live entries between the bounds, in `dir` order.
-    pub fn range(
-        &self,
-        start: Bound<StreamId>,
-        end: Bound<StreamId>,
-        count: usize,
-        dir: Direction,
-    ) -> Result<Vec<Entry>> {
-        let _ = (start, end, count, dir);
-        todo!("engine: range")
-    }
-
-    /// The live entry with exactly this ID.
-    pub fn get(&self, id: StreamId) -> Result<Option<Entry>> {
-        let _ = id;
-        todo!("engine: get")
-    }
-
-    /// XDEL: returns how many of `ids` existed and were deleted.
-    pub fn delete(&mut self, ids: &[StreamId]) -> Result<(u64, Lsn)> {
-        let _ = ids;
-        todo!("engine: delete")
-    }
-
-    /// XTRIM (and XADD's trim clause): returns the number of entries removed.
-    pub fn trim(&mut self, spec: TrimSpec) -> Result<(u64, Lsn)> {
-        let _ = spec;
-        todo!("engine: trim")
-    }
-
-    /// XSETID.
-    pub fn set_id(
-        &mut self,
-        last_id: StreamId,
-        entries_added: Option<u64>,
-        max_deleted_entry_id: Option<StreamId>,
-    ) -> Result<Lsn> {
-        let _ = (last_id, entries_added, max_deleted_entry_id);
-        todo!("engine: setid")
-    }
 }

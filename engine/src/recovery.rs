@@ -1,0 +1,400 @@
+//! Opening a stream directory: find the segments, replay only the tail segment record by
+//! record, tell a torn tail (truncated and counted) from corruption of data that had been
+//! fsync'd (reported, skipped by resynchronising on the next valid record, never
+//! overwritten), and redo deletes recorded in the tail.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
+
+use crate::{
+    index::SegmentIndex,
+    io::Mapping,
+    meta::{MetaFile, MetaValue, KEY_FILE},
+    record::{self, Control, Invalid, Kind, StreamState, HEADER_LEN, MAGIC},
+    segment::{self, read_record, resync, SegmentData},
+    stream::{Ctx, Sealed, Stream, Tail},
+    Error, Lsn, RecoveryReport, Result, StreamId,
+};
+
+/// How far past a torn record recovery looks to count what it drops.
+const TORN_WINDOW: u64 = 1 << 20;
+
+/// The result of replaying a tail segment.
+struct Replay {
+    state: StreamState,
+    index: SegmentIndex,
+    /// Deletes found in the tail: `(segment, offset)` of their targets.
+    redo: Vec<(u64, u64)>,
+    /// A valid header record for this segment was found at offset 0.
+    header_ok: bool,
+    /// Valid records seen at all.
+    records: u64,
+    torn_bytes: u64,
+    torn_records: u64,
+    corruptions: Vec<String>,
+}
+
+/// Replays the records of a tail segment mapped with `capacity` bytes.
+fn replay(
+    map: &Mapping,
+    capacity: u64,
+    durable: u64,
+    number: u64,
+    fallback: StreamState,
+    path: &Path,
+) -> std::io::Result<Replay> {
+    let mut r = Replay {
+        state: fallback,
+        index: SegmentIndex {
+            spacing: crate::index::spacing_for(capacity),
+            ..SegmentIndex::default()
+        },
+        redo: Vec::new(),
+        header_ok: false,
+        records: 0,
+        torn_bytes: 0,
+        torn_records: 0,
+        corruptions: Vec::new(),
+    };
+    let mut pos = 0u64;
+    loop {
+        if pos + HEADER_LEN as u64 > capacity {
+            break;
+        }
+        match read_record(map, pos, capacity)? {
+            Ok(rec) => {
+                r.records += 1;
+                apply(&mut r, &rec, number);
+                pos += rec.len();
+            }
+            Err(invalid) => {
+                if pos < durable {
+                    r.corruptions.push(format!(
+                        "{}: invalid record ({invalid:?}) at offset {pos}, below the fsync'd offset {durable}; skipped to the next valid record",
+                        path.display()
+                    ));
+                    match resync(map, pos + 1, capacity)? {
+                        Some(p) => {
+                            pos = p;
+                            continue;
+                        }
+                        None => {
+                            // Nothing valid follows: keep the damaged bytes, append after them.
+                            pos = durable;
+                            break;
+                        }
+                    }
+                }
+                let window_end = capacity.min(pos + TORN_WINDOW);
+                if invalid == Invalid::Zero && zero_page(map, pos, window_end)? {
+                    break;
+                }
+                let (bytes, records) = count_torn(map, pos, window_end)?;
+                r.torn_bytes = bytes;
+                r.torn_records = records;
+                break;
+            }
+        }
+    }
+    r.index.written = pos;
+    Ok(r)
+}
+
+fn apply(r: &mut Replay, rec: &segment::RawRecord<'_>, number: u64) {
+    match rec.header.kind {
+        Kind::Entry => {
+            if let Some(id) = record::entry_id(rec.body()) {
+                r.index.note_entry(id, rec.offset);
+                r.state.last_id = id;
+                r.state.entries_added += 1;
+                r.state.length += 1;
+            }
+        }
+        Kind::Blob => {}
+        kind => match Control::decode(kind, rec.body()) {
+            Some(Control::Header { state, segment, .. })
+                if rec.offset == 0 && segment == number =>
+            {
+                r.header_ok = true;
+                r.state = state;
+            }
+            Some(Control::Header { .. }) => {}
+            Some(Control::Delete {
+                state,
+                segment,
+                offset,
+                ..
+            }) => {
+                r.state = state;
+                r.redo.push((segment, offset));
+            }
+            Some(Control::Trim(state)) | Some(Control::SetId(state)) => r.state = state,
+            None => {}
+        },
+    }
+}
+
+/// True if the 4 KiB after `pos` are all zero (the normal end of a preallocated tail).
+fn zero_page(map: &Mapping, pos: u64, end: u64) -> std::io::Result<bool> {
+    let n = end.saturating_sub(pos).min(4096) as usize;
+    Ok(map.read(pos, n)?.iter().all(|&b| b == 0))
+}
+
+/// Bytes (up to the last non-zero byte in the window) and records (valid ones found
+/// after the tear, plus the torn one) dropped by truncating at `pos`.
+fn count_torn(map: &Mapping, pos: u64, end: u64) -> std::io::Result<(u64, u64)> {
+    let window = map.read(pos, end.saturating_sub(pos) as usize)?;
+    let bytes = window
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i as u64 + 1);
+    let mut records = u64::from(bytes > 0);
+    let mut at = pos + 1;
+    let stop = pos + bytes;
+    while at < stop {
+        let rest = map.read(at, (stop - at) as usize)?;
+        let Some(i) = rest.windows(MAGIC.len()).position(|w| w == MAGIC) else {
+            break;
+        };
+        let cand = at + i as u64;
+        match read_record(map, cand, stop)? {
+            Ok(rec) => {
+                records += 1;
+                at = cand + rec.len();
+            }
+            Err(_) => at = cand + 1,
+        }
+    }
+    Ok((bytes, records))
+}
+
+impl Stream {
+    /// Creates a new, empty stream in `dir` (key file, first segment, meta). Nothing is
+    /// fsync'd here: the returned Lsn becomes durable with the next group commit, which
+    /// fsyncs the files and both directories.
+    pub(crate) fn create(ctx: &Ctx, dir: PathBuf, db: u32, key: &[u8]) -> Result<(Stream, Lsn)> {
+        let vfs = &ctx.vfs;
+        let d = &ctx.durability;
+        vfs.create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let key_file = crate::meta::write_key_file(vfs, &dir.join(KEY_FILE), db, key)
+            .map_err(|e| Error::io("write a key file", e))?;
+        d.wrote(&key_file, key.len() as u64);
+        let state = StreamState::default();
+        let mut header = Vec::new();
+        Control::Header {
+            state,
+            segment: 0,
+            base: StreamId::MIN,
+        }
+        .encode(&mut header);
+        let path = dir.join(segment::file_name(0, StreamId::MIN));
+        let data = SegmentData::create(
+            vfs,
+            &path,
+            ctx.segment_size.max(header.len() as u64 * 2),
+            &header,
+        )
+        .map_err(|e| Error::io("create a segment", e))?;
+        d.wrote(&data.file, header.len() as u64);
+        let (mut meta, _) =
+            MetaFile::open(vfs, &dir).map_err(|e| Error::io("create a meta file", e))?;
+        let n = meta
+            .write(MetaValue {
+                tail: 0,
+                durable: 0,
+                expire: None,
+                state,
+            })
+            .map_err(|e| Error::io("write a meta file", e))?;
+        d.wrote(&meta.file, n);
+        d.dir_changed(&dir);
+        let lsn = match dir.parent() {
+            Some(parent) => d.dir_changed(parent),
+            None => d.next_lsn(),
+        };
+        let tail = Tail {
+            number: 0,
+            base: StreamId::MIN,
+            data,
+        };
+        let stream = Stream::assemble(dir, ctx.clone(), state, Vec::new(), tail, meta);
+        Ok((stream, lsn))
+    }
+
+    /// Opens an existing stream directory, replaying its tail segment. Returns `None` if
+    /// the directory holds a stream whose creation never completed (nothing was ever
+    /// acknowledged in it); the caller removes it.
+    pub(crate) fn open(
+        ctx: &Ctx,
+        dir: PathBuf,
+        report: &mut RecoveryReport,
+    ) -> Result<Option<Stream>> {
+        let vfs = &ctx.vfs;
+        let names = vfs
+            .list_dir(&dir)
+            .map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
+        let mut segs: Vec<(u64, StreamId)> = Vec::new();
+        for name in &names {
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".tmp") {
+                let _ = vfs.remove_file(&dir.join(name));
+            } else if let Some(parsed) = segment::parse_file_name(name) {
+                segs.push(parsed);
+            }
+        }
+        segs.sort_unstable();
+        let (meta, found) =
+            MetaFile::open(vfs, &dir).map_err(|e| Error::io("open a meta file", e))?;
+        let fallback = found.map(|m| m.state).unwrap_or_default();
+
+        let (number, base, data, rep) = loop {
+            let Some(&(number, base)) = segs.last() else {
+                if found.is_none() {
+                    return Ok(None);
+                }
+                // Segments vanished: keep the stream with its last known state.
+                report.corruptions.push(format!(
+                    "{}: no segment files; stream restarted from its meta state",
+                    dir.display()
+                ));
+                let mut header = Vec::new();
+                let number = found.map_or(0, |m| m.tail + 1);
+                let base = fallback.last_id;
+                Control::Header {
+                    state: fallback,
+                    segment: number,
+                    base,
+                }
+                .encode(&mut header);
+                let path = dir.join(segment::file_name(number, base));
+                let data = SegmentData::create(vfs, &path, ctx.segment_size, &header)
+                    .map_err(|e| Error::io("create a segment", e))?;
+                let rep = replay(&data.map, data.capacity, 0, number, fallback, &path)
+                    .map_err(|e| Error::io("replay a segment", e))?;
+                segs.push((number, base));
+                break (number, base, data, rep);
+            };
+            let path = dir.join(segment::file_name(number, base));
+            let file = vfs
+                .open(&path, false)
+                .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+            let len = file
+                .len()
+                .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+            let capacity = len.max(ctx.segment_size);
+            if len < capacity {
+                file.allocate(capacity)
+                    .map_err(|e| Error::io(format!("allocate {}", path.display()), e))?;
+            }
+            let map = file
+                .map(capacity)
+                .map_err(|e| Error::io(format!("map {}", path.display()), e))?;
+            let durable = match found {
+                Some(m) if m.tail == number => m.durable,
+                _ => 0,
+            };
+            let rep = replay(&map, capacity, durable, number, fallback, &path)
+                .map_err(|e| Error::io(format!("replay {}", path.display()), e))?;
+            if !rep.header_ok {
+                let meta_behind = found.is_none_or(|m| m.tail < number);
+                if segs.len() > 1 && meta_behind && rep.records == 0 {
+                    // A roll that never completed: the previous segment is still the tail.
+                    drop(map);
+                    let _ = vfs.remove_file(&path);
+                    segs.pop();
+                    continue;
+                }
+                if segs.len() == 1 && found.is_none_or(|m| m.durable == 0) && rep.records == 0 {
+                    // Creation never completed.
+                    return Ok(None);
+                }
+                report.corruptions.push(format!(
+                    "{}: segment header missing or damaged; state taken from the meta file",
+                    path.display()
+                ));
+            }
+            let data = SegmentData {
+                file,
+                map,
+                index: SegmentIndex::default(),
+                capacity,
+            };
+            break (number, base, data, rep);
+        };
+
+        report.segments += segs.len() as u64;
+        report.bytes_truncated += rep.torn_bytes;
+        report.records_truncated += rep.torn_records;
+        report.corruptions.extend(rep.corruptions.iter().cloned());
+        let written = rep.index.written;
+        let mut data = data;
+        let path = dir.join(segment::file_name(number, base));
+        if rep.torn_bytes > 0 {
+            // Cut the torn tail and re-extend with zeros (the map stays valid: the file is
+            // back at full length before anything reads it again).
+            data.file
+                .set_len(written)
+                .and_then(|()| data.file.allocate(data.capacity))
+                .map_err(|e| Error::io(format!("truncate {}", path.display()), e))?;
+        }
+        data.index = rep.index;
+        let sealed = segs
+            .iter()
+            .filter(|(n, _)| *n != number)
+            .map(|&(n, b)| Sealed {
+                number: n,
+                base: b,
+                data: Mutex::new(None),
+            })
+            .collect();
+        let tail = Tail { number, base, data };
+        let mut stream = Stream::assemble(dir, ctx.clone(), rep.state, sealed, tail, meta);
+        let clean = found.is_some_and(|m| m.tail == number && m.durable == written)
+            && rep.torn_bytes == 0
+            && rep.corruptions.is_empty();
+        if !clean {
+            // Everything now in the tail becomes the durable base before anything acts on it.
+            if let Err(e) = stream.tail.data.file.sync_data() {
+                return Err(ctx.durability.write_failed("fsync a recovered segment", e));
+            }
+            ctx.durability.count_fsync();
+            stream.write_meta(written, true)?;
+        }
+        for (segment, offset) in rep.redo {
+            let already = segment == number
+                && stream
+                    .tail
+                    .data
+                    .map
+                    .read(offset + record::STATE_OFFSET, 1)
+                    .ok()
+                    .and_then(|b| b.first().copied())
+                    .is_some_and(record::is_deleted_state);
+            if !already {
+                stream.write_flag(segment, offset)?;
+            }
+        }
+        // Segments entirely below the trim point (a crash between trim and unlink).
+        let mut k = 0;
+        while k < stream.sealed.len()
+            && stream.state.trimmed.is_some_and(|t| {
+                stream
+                    .sealed
+                    .get(k + 1)
+                    .map_or(stream.tail.base, |s| s.base)
+                    <= t
+            })
+        {
+            k += 1;
+        }
+        if k > 0 {
+            stream.drop_segments(k)?;
+        }
+        stream.recover_groups(report)?;
+        report.streams += 1;
+        Ok(Some(stream))
+    }
+}

@@ -1,0 +1,952 @@
+//! One stream: its segments (sealed ones loaded lazily, one open tail), its persistent state
+//! counters, and append / read / delete / trim / set-id.
+//!
+//! Invariants the read path relies on:
+//! - inside a segment, entry IDs increase (an XSETID that lowers the last ID rolls the tail
+//!   first, so out-of-order IDs never share a segment);
+//! - every live entry of segment `i` lies in `[base(i), base(i+1)]`; segments holding no live
+//!   entry may have any base, so routing scans the (few) segments linearly instead of
+//!   bisecting their bases;
+//! - an entry is live unless its state byte says deleted, its ID is in `pending_deletes`
+//!   (deleted, flag not yet written because the delete record is not yet fsync'd), or it is
+//!   at or below the trim point.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ops::Bound,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use bytes::Bytes;
+
+use crate::{
+    durability::Durability,
+    io::{VFile, Vfs},
+    logfile::rewrite_atomic,
+    meta::{MetaFile, MetaValue},
+    record::{self, Control, StreamState, STATE_DELETED, STATE_OFFSET},
+    segment::{self, RawRecord, SegmentData, View},
+    Direction, Entry, Error, IdSpec, Lsn, Result, StreamId, StreamMeta, TrimSpec, TrimStrategy,
+};
+
+/// Deletes whose flag is still unwritten beyond this count are forced out with an fsync of
+/// the tail, bounding the in-memory set.
+const PENDING_LIMIT: usize = 4096;
+/// The meta file's durable offset is rewritten when it advanced by at least this much.
+const META_STEP: u64 = 64 << 10;
+
+/// What every stream shares with the engine.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub vfs: Arc<dyn Vfs>,
+    pub durability: Arc<Durability>,
+    pub segment_size: u64,
+}
+
+pub(crate) struct Sealed {
+    pub number: u64,
+    pub base: StreamId,
+    pub data: Mutex<Option<Arc<SegmentData>>>,
+}
+
+pub(crate) struct Tail {
+    pub number: u64,
+    pub base: StreamId,
+    pub data: SegmentData,
+}
+
+/// A delete whose record is written but whose in-place flag is not (yet).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PendingDelete {
+    pub lsn: Lsn,
+    pub segment: u64,
+    pub offset: u64,
+}
+
+/// One stream: its entries on disk and its consumer groups.
+pub struct Stream {
+    pub(crate) dir: PathBuf,
+    pub(crate) ctx: Ctx,
+    pub(crate) state: StreamState,
+    pub(crate) sealed: Vec<Sealed>,
+    pub(crate) tail: Tail,
+    pub(crate) pending_deletes: BTreeMap<StreamId, PendingDelete>,
+    /// Segments holding flag writes not yet fsync'd (synced before a roll).
+    pub(crate) flag_dirty: BTreeSet<u64>,
+    pub(crate) meta: MetaFile,
+    /// `(lsn, tail, offset)`: once `lsn` is fsync'd, `offset` of segment `tail` is durable.
+    pub(crate) meta_candidate: Option<(Lsn, u64, u64)>,
+    /// Cached ID of the first live entry (`None` = unknown).
+    pub(crate) first_cache: Mutex<Option<StreamId>>,
+    scratch: Vec<u8>,
+    // GROUPS: the consumer-group helper adds `pub(crate) groups: crate::group::GroupSet`
+    // here, initialised in `Stream::create` / `Stream::open` (recovery.rs) through
+    // `Stream::recover_groups`.
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Inclusive ID bounds from a pair of `Bound`s; `None` if the range is empty.
+fn inclusive(start: Bound<StreamId>, end: Bound<StreamId>) -> Option<(StreamId, StreamId)> {
+    let lo = match start {
+        Bound::Included(x) => x,
+        Bound::Excluded(x) => x.next()?,
+        Bound::Unbounded => StreamId::MIN,
+    };
+    let hi = match end {
+        Bound::Included(x) => x,
+        Bound::Excluded(x) => x.prev()?,
+        Bound::Unbounded => StreamId::MAX,
+    };
+    (lo <= hi).then_some((lo, hi))
+}
+
+impl Stream {
+    pub(crate) fn assemble(
+        dir: PathBuf,
+        ctx: Ctx,
+        state: StreamState,
+        sealed: Vec<Sealed>,
+        tail: Tail,
+        meta: MetaFile,
+    ) -> Stream {
+        Stream {
+            dir,
+            ctx,
+            state,
+            sealed,
+            tail,
+            pending_deletes: BTreeMap::new(),
+            flag_dirty: BTreeSet::new(),
+            meta,
+            meta_candidate: None,
+            first_cache: Mutex::new(None),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The stream's directory (for the consumer-group journal and checkpoint files).
+    /// It changes on RENAME: re-read it for every file operation, never cache it.
+    #[allow(dead_code)] // used by group.rs (consumer-group journal)
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file system every stream file goes through.
+    #[allow(dead_code)] // used by group.rs (consumer-group journal)
+    pub(crate) fn vfs(&self) -> &Arc<dyn Vfs> {
+        &self.ctx.vfs
+    }
+
+    /// Group commit: writes to auxiliary files call `durability().wrote(file, n)` for their Lsn.
+    #[allow(dead_code)] // used by group.rs (consumer-group journal)
+    pub(crate) fn durability(&self) -> &Arc<Durability> {
+        &self.ctx.durability
+    }
+
+    pub fn len(&self) -> u64 {
+        self.state.length
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The last generated ID (XINFO's last-generated-id).
+    pub fn last_id(&self) -> StreamId {
+        self.state.last_id
+    }
+
+    pub fn meta(&self) -> StreamMeta {
+        StreamMeta {
+            length: self.state.length,
+            last_generated_id: self.state.last_id,
+            max_deleted_entry_id: self.state.max_deleted,
+            entries_added: self.state.entries_added,
+            recorded_first_entry_id: self.first_id().unwrap_or(StreamId::MIN),
+            segments: self.sealed.len() as u64 + 1,
+        }
+    }
+
+    /// ID of the first live entry (0-0 when empty), cached.
+    fn first_id(&self) -> Result<StreamId> {
+        if self.state.length == 0 {
+            return Ok(StreamId::MIN);
+        }
+        if let Some(id) = *lock(&self.first_cache) {
+            return Ok(id);
+        }
+        let id = self.first_entry()?.map_or(StreamId::MIN, |e| e.id);
+        *lock(&self.first_cache) = Some(id);
+        Ok(id)
+    }
+
+    pub fn first_entry(&self) -> Result<Option<Entry>> {
+        Ok(self
+            .range(Bound::Unbounded, Bound::Unbounded, 1, Direction::Forward)?
+            .pop())
+    }
+
+    pub fn last_entry(&self) -> Result<Option<Entry>> {
+        Ok(self
+            .range(Bound::Unbounded, Bound::Unbounded, 1, Direction::Backward)?
+            .pop())
+    }
+
+    /// The ID XADD would assign, validated against the last ID.
+    fn next_id(&self, spec: IdSpec, now_ms: u64) -> Result<StreamId> {
+        let last = self.state.last_id;
+        if last == StreamId::MAX {
+            return Err(Error::IdExhausted);
+        }
+        let id = match spec {
+            IdSpec::Auto => {
+                if now_ms > last.ms {
+                    StreamId::new(now_ms, 0)
+                } else {
+                    last.next().ok_or(Error::IdExhausted)?
+                }
+            }
+            IdSpec::AutoSeq(ms) => {
+                if ms == last.ms {
+                    if last.seq == u64::MAX {
+                        return Err(Error::IdTooSmall);
+                    }
+                    StreamId::new(ms, last.seq + 1)
+                } else {
+                    StreamId::new(ms, 0)
+                }
+            }
+            IdSpec::Explicit(id) => {
+                if id == StreamId::MIN {
+                    return Err(Error::IdZero);
+                }
+                id
+            }
+        };
+        if id <= last {
+            return Err(Error::IdTooSmall);
+        }
+        Ok(id)
+    }
+
+    /// XADD. `fields` must be non-empty (the server checks arity).
+    pub fn add(
+        &mut self,
+        id: IdSpec,
+        fields: &[(Bytes, Bytes)],
+        now_ms: u64,
+    ) -> Result<(StreamId, Lsn)> {
+        self.ctx.durability.check()?;
+        self.settle()?;
+        let id = self.next_id(id, now_ms)?;
+        if record::entry_record_len(fields) > u64::from(record::MAX_BODY) {
+            return Err(Error::io(
+                "XADD",
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "entry larger than 1 GiB"),
+            ));
+        }
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        record::encode_entry(&mut buf, id, fields);
+        let result = self.append_record(&buf, id);
+        self.scratch = buf;
+        let (offset, lsn) = result?;
+        self.tail.data.index.note_entry(id, offset);
+        if self.state.length == 0 {
+            *lock(&self.first_cache) = Some(id);
+        }
+        self.state.last_id = id;
+        self.state.entries_added += 1;
+        self.state.length += 1;
+        Ok((id, lsn))
+    }
+
+    /// Appends one encoded record to the tail (rolling first if it does not fit).
+    /// `base` is the lowest ID a new segment may hold if a roll is needed.
+    fn append_record(&mut self, rec: &[u8], base: StreamId) -> Result<(u64, Lsn)> {
+        let len = rec.len() as u64;
+        if self.tail.data.index.written + len > self.tail.data.capacity {
+            self.roll(base, len)?;
+        }
+        let offset = self.tail.data.index.written;
+        if let Err(e) = self.tail.data.file.write_all_at(rec, offset) {
+            return Err(self.ctx.durability.write_failed("append to a segment", e));
+        }
+        self.tail.data.index.written += len;
+        let lsn = self.ctx.durability.wrote(&self.tail.data.file, len);
+        if self.meta_candidate.is_none() {
+            self.meta_candidate = Some((lsn, self.tail.number, offset + len));
+        }
+        Ok((offset, lsn))
+    }
+
+    /// Appends a control record carrying the current state.
+    fn append_control(&mut self, control: &Control) -> Result<Lsn> {
+        let mut buf = Vec::with_capacity(128);
+        control.encode(&mut buf);
+        let base = self.state.last_id;
+        Ok(self.append_record(&buf, base)?.1)
+    }
+
+    /// Work that became possible since the last call: flags of deletes now fsync'd, and the
+    /// meta file's durable offset.
+    pub(crate) fn settle(&mut self) -> Result<()> {
+        let synced = self.ctx.durability.synced_lsn();
+        if self.pending_deletes.values().any(|p| p.lsn <= synced) {
+            let due: Vec<_> = self
+                .pending_deletes
+                .iter()
+                .filter(|(_, p)| p.lsn <= synced)
+                .map(|(id, p)| (*id, *p))
+                .collect();
+            for (id, p) in due {
+                self.write_flag(p.segment, p.offset)?;
+                self.pending_deletes.remove(&id);
+            }
+        }
+        if let Some((lsn, tail, offset)) = self.meta_candidate {
+            if lsn <= synced {
+                self.meta_candidate = None;
+                if tail == self.tail.number && offset >= self.meta.value.durable + META_STEP {
+                    self.write_meta(offset, false)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites the meta file with `durable` as the tail's durable offset; fsyncs it if `sync`
+    /// (otherwise it joins the next group commit).
+    pub(crate) fn write_meta(&mut self, durable: u64, sync: bool) -> Result<Lsn> {
+        let value = MetaValue {
+            tail: self.tail.number,
+            durable,
+            expire: self.meta.value.expire,
+            state: self.state,
+        };
+        self.write_meta_value(value, sync)
+    }
+
+    fn write_meta_value(&mut self, value: MetaValue, sync: bool) -> Result<Lsn> {
+        let n = match self.meta.write(value) {
+            Ok(n) => n,
+            Err(e) => return Err(self.ctx.durability.write_failed("write meta file", e)),
+        };
+        if sync {
+            if let Err(e) = self.meta.file.sync_data() {
+                return Err(self.ctx.durability.write_failed("fsync meta file", e));
+            }
+            self.ctx.durability.count_fsync();
+        }
+        Ok(self.ctx.durability.wrote(&self.meta.file, n))
+    }
+
+    /// The key's expiry (Unix ms), as stored in the meta file.
+    pub(crate) fn expire(&self) -> Option<u64> {
+        self.meta.value.expire
+    }
+
+    /// Sets or clears the key's expiry (durable with the next group commit).
+    pub(crate) fn set_expire(&mut self, at_ms: Option<u64>) -> Result<Lsn> {
+        self.ctx.durability.check()?;
+        let mut value = self.meta.value;
+        value.expire = at_ms;
+        value.state = self.state;
+        self.write_meta_value(value, false)
+    }
+
+    /// The file holding segment `number`, if it still exists.
+    fn segment_file(&self, number: u64) -> Result<Option<Arc<dyn VFile>>> {
+        if number == self.tail.number {
+            return Ok(Some(self.tail.data.file.clone()));
+        }
+        let Ok(i) = self.sealed.binary_search_by_key(&number, |s| s.number) else {
+            return Ok(None);
+        };
+        match self.sealed.get(i) {
+            Some(s) => Ok(Some(self.load_sealed(s)?.file.clone())),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes the in-place "deleted" state byte of the record at `offset` of `segment`.
+    pub(crate) fn write_flag(&mut self, segment: u64, offset: u64) -> Result<()> {
+        let Some(file) = self.segment_file(segment)? else {
+            return Ok(());
+        };
+        if let Err(e) = file.write_all_at(&[STATE_DELETED], offset + STATE_OFFSET) {
+            return Err(self.ctx.durability.write_failed("write a delete flag", e));
+        }
+        self.ctx.durability.wrote(&file, 1);
+        self.flag_dirty.insert(segment);
+        Ok(())
+    }
+
+    /// Fsyncs the tail (so every delete record is durable) and writes all pending flags.
+    fn force_pending(&mut self) -> Result<()> {
+        if self.pending_deletes.is_empty() {
+            return Ok(());
+        }
+        self.sync_tail()?;
+        let all = std::mem::take(&mut self.pending_deletes);
+        for p in all.values() {
+            self.write_flag(p.segment, p.offset)?;
+        }
+        Ok(())
+    }
+
+    fn sync_tail(&self) -> Result<()> {
+        if let Err(e) = self.tail.data.file.sync_data() {
+            return Err(self.ctx.durability.write_failed("fsync a segment", e));
+        }
+        self.ctx.durability.count_fsync();
+        Ok(())
+    }
+
+    /// Seals the tail and starts a new one whose header snapshots the current state.
+    /// Order: tail fsync'd → pending delete flags written and fsync'd (recovery only redoes
+    /// deletes found in the tail) → index file → new segment created and fsync'd with its
+    /// directory → meta points at the new tail.
+    fn roll(&mut self, base: StreamId, need: u64) -> Result<()> {
+        self.ctx.durability.check()?;
+        self.sync_tail()?;
+        let all = std::mem::take(&mut self.pending_deletes);
+        for p in all.values() {
+            self.write_flag(p.segment, p.offset)?;
+        }
+        for number in std::mem::take(&mut self.flag_dirty) {
+            if let Some(file) = self.segment_file(number)? {
+                if let Err(e) = file.sync_data() {
+                    return Err(self.ctx.durability.write_failed("fsync delete flags", e));
+                }
+                self.ctx.durability.count_fsync();
+            }
+        }
+        let index_bytes = self.tail.data.index.encode(self.tail.number);
+        let index_name = segment::index_file_name(self.tail.number);
+        if let Err(e) = rewrite_atomic(&self.ctx.vfs, &self.dir, &index_name, &index_bytes, false) {
+            return Err(Error::io("write a segment index", e));
+        }
+        let number = self.tail.number + 1;
+        let mut header = Vec::new();
+        Control::Header {
+            state: self.state,
+            segment: number,
+            base,
+        }
+        .encode(&mut header);
+        let capacity = self.ctx.segment_size.max(need + header.len() as u64);
+        let path = self.dir.join(segment::file_name(number, base));
+        let data = match SegmentData::create(&self.ctx.vfs, &path, capacity, &header) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = self.ctx.vfs.remove_file(&path);
+                return Err(Error::io("create a segment", e));
+            }
+        };
+        if let Err(e) = data.file.sync_data() {
+            return Err(self.ctx.durability.write_failed("fsync a new segment", e));
+        }
+        if let Err(e) = self.ctx.vfs.sync_dir(&self.dir) {
+            return Err(self
+                .ctx
+                .durability
+                .write_failed("fsync a stream directory", e));
+        }
+        self.ctx.durability.count_fsync();
+        let old = std::mem::replace(&mut self.tail, Tail { number, base, data });
+        self.sealed.push(Sealed {
+            number: old.number,
+            base: old.base,
+            data: Mutex::new(Some(Arc::new(old.data))),
+        });
+        self.meta_candidate = None;
+        let durable = self.tail.data.index.written;
+        self.write_meta(durable, true)?;
+        Ok(())
+    }
+
+    /// Loads a sealed segment (map + index) on first use.
+    pub(crate) fn load_sealed(&self, s: &Sealed) -> Result<Arc<SegmentData>> {
+        let mut slot = lock(&s.data);
+        if let Some(d) = slot.as_ref() {
+            return Ok(d.clone());
+        }
+        let path = self.segment_path(s.number, s.base);
+        let index_path = self.dir.join(segment::index_file_name(s.number));
+        let data = segment::open_sealed(&self.ctx.vfs, &path, &index_path, s.number)
+            .map_err(|e| Error::io(format!("open segment {}", path.display()), e))?;
+        let data = Arc::new(data);
+        *slot = Some(data.clone());
+        Ok(data)
+    }
+
+    pub(crate) fn segment_path(&self, number: u64, base: StreamId) -> PathBuf {
+        self.dir.join(segment::file_name(number, base))
+    }
+
+    fn segment_count(&self) -> usize {
+        self.sealed.len() + 1
+    }
+
+    fn base(&self, i: usize) -> StreamId {
+        self.sealed.get(i).map_or(self.tail.base, |s| s.base)
+    }
+
+    /// Inclusive upper bound of the live entries of segment `i`.
+    fn upper(&self, i: usize) -> StreamId {
+        if i + 1 < self.segment_count() {
+            self.base(i + 1)
+        } else {
+            StreamId::MAX
+        }
+    }
+
+    fn with_view<R>(&self, i: usize, f: impl FnOnce(View<'_>) -> Result<R>) -> Result<R> {
+        match self.sealed.get(i) {
+            Some(s) => {
+                let data = self.load_sealed(s)?;
+                f(data.view(s.number))
+            }
+            None => f(self.tail.data.view(self.tail.number)),
+        }
+    }
+
+    fn is_live(&self, rec: &RawRecord<'_>, id: StreamId) -> bool {
+        !record::is_deleted_state(rec.header.state)
+            && !self.pending_deletes.contains_key(&id)
+            && !self.state.is_trimmed(id)
+    }
+
+    /// Visits live entries with `lo ≤ id ≤ hi` in ID order until `f` returns false.
+    /// `f` gets the segment number, the raw record and its ID.
+    pub(crate) fn scan_forward(
+        &self,
+        lo: StreamId,
+        hi: StreamId,
+        mut f: impl FnMut(u64, &RawRecord<'_>, StreamId) -> Result<bool>,
+    ) -> Result<()> {
+        let lo = match self.state.trimmed {
+            Some(t) if t >= lo => match t.next() {
+                Some(n) => n,
+                None => return Ok(()),
+            },
+            _ => lo,
+        };
+        if lo > hi {
+            return Ok(());
+        }
+        for i in 0..self.segment_count() {
+            if self.upper(i) < lo || self.base(i) > hi {
+                continue;
+            }
+            let stop = self.with_view(i, |v| {
+                for rec in v.records(v.index.seek(lo)) {
+                    let rec = rec.map_err(|e| Error::io("read a segment", e))?;
+                    let Some(id) = rec.entry_id() else { continue };
+                    if id < lo {
+                        continue;
+                    }
+                    let live = self.is_live(&rec, id);
+                    if id > hi {
+                        // Entries in a segment are ordered: nothing further here matches,
+                        // and a live one proves no later segment does either.
+                        return Ok(live);
+                    }
+                    if live && !f(v.number, &rec, id)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            })?;
+            if stop {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Visits live entries with `lo ≤ id ≤ hi` in descending ID order until `f` returns
+    /// false. Each segment is walked one index chunk (≈ [`crate::index::SPACING`] bytes) at
+    /// a time, newest chunk first.
+    fn scan_backward(
+        &self,
+        lo: StreamId,
+        hi: StreamId,
+        mut f: impl FnMut(Entry) -> bool,
+    ) -> Result<()> {
+        let lo = match self.state.trimmed {
+            Some(t) if t >= lo => match t.next() {
+                Some(n) => n,
+                None => return Ok(()),
+            },
+            _ => lo,
+        };
+        if lo > hi {
+            return Ok(());
+        }
+        for i in (0..self.segment_count()).rev() {
+            if self.upper(i) < lo || self.base(i) > hi {
+                continue;
+            }
+            let stop = self.with_view(i, |v| {
+                let points = &v.index.points;
+                let Some(mut j) = v.index.point_at_or_before(hi) else {
+                    return Ok(false);
+                };
+                loop {
+                    let Some(p) = points.get(j) else {
+                        return Ok(false);
+                    };
+                    let end = points.get(j + 1).map_or(v.index.written, |n| n.offset);
+                    let mut chunk = Vec::new();
+                    for rec in segment::Records::new(v.map, p.offset, end) {
+                        let rec = rec.map_err(|e| Error::io("read a segment", e))?;
+                        let Some(id) = rec.entry_id() else { continue };
+                        if id < lo || id > hi || !self.is_live(&rec, id) {
+                            continue;
+                        }
+                        if let Some(e) = record::decode_entry(rec.body()) {
+                            chunk.push(e);
+                        }
+                    }
+                    for e in chunk.into_iter().rev() {
+                        if !f(e) {
+                            return Ok(true);
+                        }
+                    }
+                    if p.id <= lo || j == 0 {
+                        return Ok(false);
+                    }
+                    j -= 1;
+                }
+            })?;
+            if stop {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// XRANGE/XREVRANGE/XREAD: at most `count` live entries between the bounds, in `dir`
+    /// order. `start` is always the low bound and `end` the high bound, whatever `dir`.
+    pub fn range(
+        &self,
+        start: Bound<StreamId>,
+        end: Bound<StreamId>,
+        count: usize,
+        dir: Direction,
+    ) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        let Some((lo, hi)) = inclusive(start, end) else {
+            return Ok(out);
+        };
+        if count == 0 || self.state.length == 0 {
+            return Ok(out);
+        }
+        match dir {
+            Direction::Forward => self.scan_forward(lo, hi, |_, rec, _| {
+                if let Some(e) = record::decode_entry(rec.body()) {
+                    out.push(e);
+                }
+                Ok(out.len() < count)
+            })?,
+            Direction::Backward => self.scan_backward(lo, hi, |e| {
+                out.push(e);
+                out.len() < count
+            })?,
+        }
+        Ok(out)
+    }
+
+    /// The live entry with exactly this ID.
+    pub fn get(&self, id: StreamId) -> Result<Option<Entry>> {
+        Ok(self
+            .range(
+                Bound::Included(id),
+                Bound::Included(id),
+                1,
+                Direction::Forward,
+            )?
+            .pop())
+    }
+
+    /// Where the live entry `id` is: `(segment number, offset)`.
+    fn locate(&self, id: StreamId) -> Result<Option<(u64, u64)>> {
+        let mut found = None;
+        self.scan_forward(id, id, |number, rec, _| {
+            found = Some((number, rec.offset));
+            Ok(false)
+        })?;
+        Ok(found)
+    }
+
+    /// XDEL: returns how many of `ids` existed and were deleted.
+    pub fn delete(&mut self, ids: &[StreamId]) -> Result<(u64, Lsn)> {
+        self.ctx.durability.check()?;
+        self.settle()?;
+        let mut deleted = 0;
+        let mut lsn = None;
+        for &id in ids {
+            let Some((segment, offset)) = self.locate(id)? else {
+                continue;
+            };
+            let mut state = self.state;
+            state.length = state.length.saturating_sub(1);
+            state.max_deleted = state.max_deleted.max(id);
+            let l = self.append_control(&Control::Delete {
+                state,
+                target: id,
+                segment,
+                offset,
+            })?;
+            self.state = state;
+            self.pending_deletes.insert(
+                id,
+                PendingDelete {
+                    lsn: l,
+                    segment,
+                    offset,
+                },
+            );
+            let mut cache = lock(&self.first_cache);
+            if *cache == Some(id) {
+                *cache = None;
+            }
+            drop(cache);
+            deleted += 1;
+            lsn = Some(l);
+        }
+        if self.pending_deletes.len() > PENDING_LIMIT {
+            self.force_pending()?;
+        }
+        let lsn = lsn.unwrap_or_else(|| self.ctx.durability.next_lsn());
+        Ok((deleted, lsn))
+    }
+
+    /// Live entries of segment `i` and the greatest entry ID it holds (live or not).
+    fn count_segment(&self, i: usize) -> Result<(u64, Option<StreamId>)> {
+        self.with_view(i, |v| {
+            let mut live = 0;
+            let mut max = None;
+            for rec in v.records(0) {
+                let rec = rec.map_err(|e| Error::io("read a segment", e))?;
+                let Some(id) = rec.entry_id() else { continue };
+                max = Some(max.map_or(id, |m: StreamId| m.max(id)));
+                if self.is_live(&rec, id) {
+                    live += 1;
+                }
+            }
+            Ok((live, max))
+        })
+    }
+
+    /// XTRIM (and XADD's trim clause): returns the number of entries removed.
+    ///
+    /// Exact trims move the trim point past the removed entries (partially trimmed segments
+    /// keep their bytes until the whole segment falls below the trim point). Approximate
+    /// trims (`~`) only ever remove whole sealed segments, oldest first, while the
+    /// threshold still holds and the removed count stays within `LIMIT`. Redis' default
+    /// LIMIT for `~` (100 × entries per radix node) would almost never allow dropping one of
+    /// our much larger segments, so with no LIMIT (or `LIMIT 0`) the engine drops as many
+    /// whole segments as the threshold allows: the work per dropped segment is one scan of
+    /// its headers and one unlink.
+    pub fn trim(&mut self, spec: TrimSpec) -> Result<(u64, Lsn)> {
+        self.ctx.durability.check()?;
+        self.settle()?;
+        let (removed, last, whole) = if spec.approx {
+            self.plan_approx(spec)?
+        } else {
+            let (removed, last) = self.plan_exact(spec.strategy)?;
+            (removed, last, None)
+        };
+        let new_trim = match (self.state.trimmed, last) {
+            (Some(t), Some(l)) => Some(t.max(l)),
+            (t, l) => t.or(l),
+        };
+        if removed == 0 && new_trim == self.state.trimmed && whole.unwrap_or(0) == 0 {
+            return Ok((0, self.ctx.durability.next_lsn()));
+        }
+        let mut state = self.state;
+        state.length = state.length.saturating_sub(removed);
+        state.trimmed = new_trim;
+        let lsn = self.append_control(&Control::Trim(state))?;
+        self.state = state;
+        *lock(&self.first_cache) = None;
+        let drop_count = match whole {
+            Some(k) => k,
+            None => {
+                let mut k = 0;
+                while k < self.sealed.len() && self.state.is_trimmed(self.upper(k)) {
+                    k += 1;
+                }
+                k
+            }
+        };
+        self.drop_segments(drop_count)?;
+        Ok((removed, lsn))
+    }
+
+    /// Exact trim: how many live entries go and the ID of the last one.
+    fn plan_exact(&self, strategy: TrimStrategy) -> Result<(u64, Option<StreamId>)> {
+        let (hi, limit) = match strategy {
+            TrimStrategy::MaxLen(n) => (StreamId::MAX, self.state.length.saturating_sub(n)),
+            TrimStrategy::MinId(m) => match m.prev() {
+                Some(hi) => (hi, u64::MAX),
+                None => return Ok((0, None)),
+            },
+        };
+        if limit == 0 {
+            return Ok((0, None));
+        }
+        let mut removed = 0;
+        let mut last = None;
+        self.scan_forward(StreamId::MIN, hi, |_, _, id| {
+            removed += 1;
+            last = Some(id);
+            Ok(removed < limit)
+        })?;
+        Ok((removed, last))
+    }
+
+    /// Approximate trim: whole sealed segments from the front.
+    fn plan_approx(&self, spec: TrimSpec) -> Result<(u64, Option<StreamId>, Option<usize>)> {
+        let limit = match spec.limit {
+            None | Some(0) => u64::MAX,
+            Some(l) => l,
+        };
+        let mut removed = 0u64;
+        let mut last: Option<StreamId> = None;
+        let mut whole = 0;
+        for i in 0..self.sealed.len() {
+            let (live, max) = self.count_segment(i)?;
+            let fits = match spec.strategy {
+                TrimStrategy::MaxLen(n) => self.state.length.saturating_sub(removed + live) >= n,
+                TrimStrategy::MinId(m) => max.is_none_or(|x| x < m),
+            };
+            if !fits || removed + live > limit {
+                break;
+            }
+            removed += live;
+            if let Some(x) = max {
+                last = Some(last.map_or(x, |l| l.max(x)));
+            }
+            whole += 1;
+        }
+        Ok((removed, last, Some(whole)))
+    }
+
+    /// Removes the first `k` sealed segments' files, once the trim record is durable.
+    pub(crate) fn drop_segments(&mut self, k: usize) -> Result<()> {
+        if k == 0 {
+            return Ok(());
+        }
+        self.sync_tail()?;
+        let gone: Vec<Sealed> = self.sealed.drain(..k).collect();
+        for s in &gone {
+            self.flag_dirty.remove(&s.number);
+            let path = self.segment_path(s.number, s.base);
+            let index = self.dir.join(segment::index_file_name(s.number));
+            for p in [path, index] {
+                match self.ctx.vfs.remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(format!("remove {}", p.display()), e)),
+                }
+            }
+        }
+        self.ctx.durability.dir_changed(&self.dir);
+        Ok(())
+    }
+
+    /// XSETID.
+    pub fn set_id(
+        &mut self,
+        last_id: StreamId,
+        entries_added: Option<u64>,
+        max_deleted_entry_id: Option<StreamId>,
+    ) -> Result<Lsn> {
+        self.ctx.durability.check()?;
+        self.settle()?;
+        if let Some(md) = max_deleted_entry_id {
+            if last_id < md {
+                return Err(Error::SetIdMaxDeletedTooLarge);
+            }
+        }
+        if self.state.length > 0 {
+            let top = self.last_entry()?.map_or(StreamId::MIN, |e| e.id);
+            if last_id < top {
+                return Err(Error::SetIdTooSmall);
+            }
+            if entries_added.is_some_and(|n| n < self.state.length) {
+                return Err(Error::SetIdEntriesAddedTooSmall);
+            }
+        }
+        let lowering = last_id < self.state.last_id;
+        let mut state = self.state;
+        state.last_id = last_id;
+        if let Some(n) = entries_added {
+            state.entries_added = n;
+        }
+        if let Some(md) = max_deleted_entry_id {
+            if md != StreamId::MIN {
+                state.max_deleted = md;
+            }
+        }
+        if lowering && self.tail.data.index.entries > 0 {
+            // Keep IDs increasing inside every segment: later entries go to a new one.
+            self.state = state;
+            self.roll(last_id, 0)?;
+        }
+        let lsn = self.append_control(&Control::SetId(state))?;
+        self.state = state;
+        Ok(lsn)
+    }
+
+    /// Makes everything of this stream durable now and records the exact durable offset.
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        self.ctx.durability.check()?;
+        self.sync_tail()?;
+        let all = std::mem::take(&mut self.pending_deletes);
+        for p in all.values() {
+            self.write_flag(p.segment, p.offset)?;
+        }
+        for number in std::mem::take(&mut self.flag_dirty) {
+            if let Some(file) = self.segment_file(number)? {
+                if let Err(e) = file.sync_data() {
+                    return Err(self.ctx.durability.write_failed("fsync delete flags", e));
+                }
+                self.ctx.durability.count_fsync();
+            }
+        }
+        let durable = self.tail.data.index.written;
+        if self.meta.value.durable != durable || self.meta.value.tail != self.tail.number {
+            self.write_meta(durable, true)?;
+        }
+        self.meta_candidate = None;
+        Ok(())
+    }
+
+    /// Bytes of index points held in memory (for tests of the memory bound).
+    pub fn index_memory(&self) -> usize {
+        let sealed: usize = self
+            .sealed
+            .iter()
+            .filter_map(|s| lock(&s.data).as_ref().map(|d| d.index.memory_bytes()))
+            .sum();
+        sealed + self.tail.data.index.memory_bytes()
+    }
+
+    /// Hook run once the tail is recovered, before the stream is used: consumer groups load
+    /// their checkpoint + journal here and clamp anything beyond [`Stream::last_id`]. The
+    /// groups helper replaces this body with a call into `group.rs`; it must push a line to
+    /// `report.group_clamps` for every clamp.
+    pub(crate) fn recover_groups(&mut self, report: &mut crate::RecoveryReport) -> Result<()> {
+        let _ = report;
+        Ok(())
+    }
+}
