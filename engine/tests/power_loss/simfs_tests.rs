@@ -95,7 +95,7 @@ fn grown_file_unwritten_pages_read_as_zeros_and_pages_tear() {
         };
         let img = fs.crash_image(&mut rng, mode);
         let data = read_all(&img, "/f").unwrap();
-        assert!(data.len() == 0 || data.len() == 4 * PAGE);
+        assert!(data.is_empty() || data.len() == 4 * PAGE);
         for page in data.chunks(PAGE) {
             let ab = page.iter().filter(|&&b| b == 0xAB).count();
             // Whatever reached the disk is a prefix of the page; the rest is zeros.

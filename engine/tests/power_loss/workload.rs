@@ -62,6 +62,9 @@ pub struct Snap {
     pub fp: u64,
     pub last_id: StreamId,
     pub len: usize,
+    /// The live IDs, in order.
+    pub ids: Vec<StreamId>,
+    pub exists: bool,
 }
 
 /// What the workload did so far.
@@ -86,6 +89,8 @@ impl History {
             fp: empty.fingerprint(),
             last_id: StreamId::default(),
             len: 0,
+            ids: Vec::new(),
+            exists: false,
         };
         History {
             keys: vec![KeyState::default(); KEYS.len()],
@@ -110,6 +115,8 @@ impl History {
             fp: st.fingerprint(),
             last_id: st.last_id,
             len: st.entries.len(),
+            ids: st.entries.keys().copied().collect(),
+            exists: st.exists,
         });
     }
 
@@ -157,42 +164,82 @@ pub fn read_key(engine: &Engine, key: usize) -> Result<(bool, Vec<Entry>), Strin
     }
 }
 
-/// Runs one random operation; returns its Lsn (or the engine's error as text).
-pub fn step(engine: &mut Engine, h: &mut History, rng: &mut StdRng) -> Result<(), String> {
-    h.now_ms += rng.gen_range(0..3);
-    if rng.gen_bool(0.03) {
-        h.now_ms -= rng.gen_range(0..1000);
+/// One planned operation on a key (or a group commit).
+#[derive(Clone, Debug)]
+pub enum Plan {
+    Create,
+    Add(Fields),
+    Delete(Vec<StreamId>),
+    Trim(TrimStrategy),
+    Remove,
+    Sync,
+}
+
+/// An operation the engine refused: what was attempted, on which key.
+#[derive(Debug)]
+pub struct Failed {
+    pub msg: String,
+    pub key: usize,
+    pub plan: Plan,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
     }
-    let now = h.now_ms;
-    let key = rng.gen_range(0..KEYS.len());
-    let roll = rng.gen_range(0..100);
-    let st = &mut h.keys[key];
-    if !st.exists {
-        let (_, lsn) = engine
-            .create_stream(DB, KEYS[key])
-            .map_err(|e| format!("create_stream: {e}"))?;
-        st.exists = true;
-        st.last_id = StreamId::default();
-        h.record(key, lsn);
-        return Ok(());
-    }
-    let stream = engine
-        .stream_mut(DB, KEYS[key])
-        .ok_or("the model's stream does not exist in the engine")?;
-    match roll {
-        0..=74 => {
-            let fields = payload(rng);
-            let (id, lsn) = stream
-                .add(IdSpec::Auto, &fields, now)
-                .map_err(|e| format!("add: {e}"))?;
-            if id <= st.last_id {
-                return Err(format!("add returned {id}, not above {}", st.last_id));
+}
+
+/// The model state after `plan` on `st`; `added` is the ID an XADD got.
+pub fn apply(st: &KeyState, plan: &Plan, added: Option<StreamId>) -> KeyState {
+    let mut next = st.clone();
+    match plan {
+        Plan::Create => {
+            next = KeyState {
+                exists: true,
+                ..KeyState::default()
             }
-            st.last_id = id;
-            h.added[key].insert((id, fields_hash(&fields)));
-            st.entries.insert(id, fields);
-            h.record(key, lsn);
         }
+        Plan::Add(fields) => {
+            if let Some(id) = added {
+                next.last_id = id;
+                next.entries.insert(id, fields.clone());
+            }
+        }
+        Plan::Delete(ids) => {
+            for id in ids {
+                next.entries.remove(id);
+            }
+        }
+        Plan::Trim(TrimStrategy::MinId(min)) => next.entries.retain(|id, _| id >= min),
+        Plan::Trim(TrimStrategy::MaxLen(max)) => {
+            while next.entries.len() as u64 > *max {
+                next.entries.pop_first();
+            }
+        }
+        Plan::Remove => next = KeyState::default(),
+        Plan::Sync => {}
+    }
+    next
+}
+
+impl History {
+    /// Records an operation that took effect (`lsn` of `Lsn(u64::MAX)`: never made durable).
+    pub fn commit(&mut self, key: usize, next: KeyState, lsn: Lsn) {
+        if let Some((&id, fields)) = next.entries.last_key_value() {
+            self.added[key].insert((id, fields_hash(fields)));
+        }
+        self.keys[key] = next;
+        self.record(key, lsn);
+    }
+}
+
+fn plan(h: &History, key: usize, rng: &mut StdRng) -> Plan {
+    let st = &h.keys[key];
+    if !st.exists {
+        return Plan::Create;
+    }
+    match rng.gen_range(0..100) {
+        0..=74 => Plan::Add(payload(rng)),
         75..=86 => {
             let mut ids: Vec<StreamId> = Vec::new();
             for _ in 0..rng.gen_range(1..=3) {
@@ -200,64 +247,116 @@ pub fn step(engine: &mut Engine, h: &mut History, rng: &mut StdRng) -> Result<()
                     let n = rng.gen_range(0..st.entries.len());
                     ids.extend(st.entries.keys().nth(n).copied());
                 } else {
-                    ids.push(StreamId::new(rng.gen_range(0..now), 0));
+                    ids.push(StreamId::new(rng.gen_range(0..h.now_ms), 0));
                 }
             }
             ids.sort();
             ids.dedup();
-            let want = ids.iter().filter(|id| st.entries.contains_key(id)).count() as u64;
-            let (n, lsn) = stream.delete(&ids).map_err(|e| format!("delete: {e}"))?;
-            if n != want {
-                return Err(format!("delete of {ids:?} removed {n}, model says {want}"));
-            }
-            for id in &ids {
-                st.entries.remove(id);
-            }
-            h.record(key, lsn);
+            Plan::Delete(ids)
         }
-        87..=94 => {
-            let strategy = if rng.gen_bool(0.5) && !st.entries.is_empty() {
-                let n = rng.gen_range(0..st.entries.len());
-                TrimStrategy::MinId(st.entries.keys().nth(n).copied().unwrap_or_default())
-            } else {
-                TrimStrategy::MaxLen(rng.gen_range(0..=st.entries.len() as u64))
-            };
+        87..=94 => Plan::Trim(if rng.gen_bool(0.5) && !st.entries.is_empty() {
+            let n = rng.gen_range(0..st.entries.len());
+            TrimStrategy::MinId(st.entries.keys().nth(n).copied().unwrap_or_default())
+        } else {
+            TrimStrategy::MaxLen(rng.gen_range(0..=st.entries.len() as u64))
+        }),
+        95..=96 => Plan::Remove,
+        _ => Plan::Sync,
+    }
+}
+
+/// Runs one random operation on the engine and, if it succeeds, on the model.
+pub fn step(engine: &mut Engine, h: &mut History, rng: &mut StdRng) -> Result<(), Failed> {
+    h.now_ms += rng.gen_range(0..3);
+    if rng.gen_bool(0.03) {
+        h.now_ms -= rng.gen_range(0..1000);
+    }
+    let now = h.now_ms;
+    let key = rng.gen_range(0..KEYS.len());
+    let plan = plan(h, key, rng);
+    let fail = |msg: String, plan: &Plan| Failed {
+        msg,
+        key,
+        plan: plan.clone(),
+    };
+    let st = &h.keys[key];
+    let stream = match plan {
+        Plan::Create | Plan::Remove | Plan::Sync => None,
+        _ => Some(engine.stream_mut(DB, KEYS[key]).ok_or_else(|| {
+            fail(
+                "the model's stream does not exist in the engine".into(),
+                &plan,
+            )
+        })?),
+    };
+    let (lsn, added) = match (&plan, stream) {
+        (Plan::Create, _) => {
+            let (_, lsn) = engine
+                .create_stream(DB, KEYS[key])
+                .map_err(|e| fail(format!("create_stream: {e}"), &plan))?;
+            (lsn, None)
+        }
+        (Plan::Add(fields), Some(stream)) => {
+            let (id, lsn) = stream
+                .add(IdSpec::Auto, fields, now)
+                .map_err(|e| fail(format!("add: {e}"), &plan))?;
+            if id <= st.last_id {
+                return Err(fail(
+                    format!("add returned {id}, not above {}", st.last_id),
+                    &plan,
+                ));
+            }
+            (lsn, Some(id))
+        }
+        (Plan::Delete(ids), Some(stream)) => {
+            let want = ids.iter().filter(|id| st.entries.contains_key(id)).count() as u64;
+            let (n, lsn) = stream
+                .delete(ids)
+                .map_err(|e| fail(format!("delete: {e}"), &plan))?;
+            if n != want {
+                return Err(fail(
+                    format!("delete of {ids:?} removed {n}, model says {want}"),
+                    &plan,
+                ));
+            }
+            (lsn, None)
+        }
+        (Plan::Trim(strategy), Some(stream)) => {
             let spec = TrimSpec {
-                strategy,
+                strategy: *strategy,
                 approx: false,
                 limit: None,
             };
-            let (n, lsn) = stream.trim(spec).map_err(|e| format!("trim: {e}"))?;
-            let before = st.entries.len();
-            match strategy {
-                TrimStrategy::MinId(min) => st.entries.retain(|id, _| *id >= min),
-                TrimStrategy::MaxLen(max) => {
-                    while st.entries.len() as u64 > max {
-                        st.entries.pop_first();
-                    }
-                }
-            }
-            let want = (before - st.entries.len()) as u64;
+            let (n, lsn) = stream
+                .trim(spec)
+                .map_err(|e| fail(format!("trim: {e}"), &plan))?;
+            let want = (st.entries.len() - apply(st, &plan, None).entries.len()) as u64;
             if n != want {
-                return Err(format!("trim {strategy:?} removed {n}, model says {want}"));
+                return Err(fail(
+                    format!("trim {strategy:?} removed {n}, model says {want}"),
+                    &plan,
+                ));
             }
-            h.record(key, lsn);
+            (lsn, None)
         }
-        95..=96 => {
+        (Plan::Remove, _) => {
             let lsn = engine
                 .remove_stream(DB, KEYS[key])
-                .map_err(|e| format!("remove_stream: {e}"))?
-                .ok_or("remove_stream found no stream")?;
-            *st = KeyState::default();
-            h.record(key, lsn);
+                .map_err(|e| fail(format!("remove_stream: {e}"), &plan))?
+                .ok_or_else(|| fail("remove_stream found no stream".into(), &plan))?;
+            (lsn, None)
         }
-        _ => {
+        (Plan::Sync, _) => {
             let lsn = engine
                 .durability()
                 .sync_now()
-                .map_err(|e| format!("sync_now: {e}"))?;
+                .map_err(|e| fail(format!("sync_now: {e}"), &plan))?;
             h.durable_lsn = h.durable_lsn.max(lsn);
+            return Ok(());
         }
-    }
+        (_, None) => return Err(fail("no stream".into(), &plan)),
+    };
+    let next = apply(&h.keys[key], &plan, added);
+    h.commit(key, next, lsn);
     Ok(())
 }
