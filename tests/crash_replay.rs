@@ -244,6 +244,10 @@ fn crash_replay() {
             "--- server log tail ---\n{}\n",
             log_tail(&work.log, 30)
         ));
+        msg.push_str(&format!(
+            "data directory and log kept in {}\n",
+            work.keep().display()
+        ));
         say(&msg);
         panic!("{msg}");
     }

@@ -157,6 +157,11 @@ pub struct Workdir {
 }
 
 impl Workdir {
+    /// Keeps the directory (data and log) for inspection after a failure; returns its path.
+    pub fn keep(self) -> PathBuf {
+        self._tmp.keep()
+    }
+
     pub fn new() -> Workdir {
         let tmp = tempfile::Builder::new()
             .prefix("sluice-crash-")
