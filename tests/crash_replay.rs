@@ -7,6 +7,9 @@
 //! - `SLUICE_SEED=N` reproduces a run (every random choice derives from it; thread timing
 //!   still varies, so a seed replays the same workload and kill times, not the same interleaving).
 //! - `SLUICE_SOAK_CYCLES=N` / `SLUICE_SOAK_SECS=N` run a long soak (default: 50 cycles).
+//! - `SLUICE_CRASH_FSYNC=always|everysec|no|mixed` (default `always`): the server's fsync
+//!   policy (`mixed`: chosen per restart). A SIGKILL keeps the page cache, so every policy
+//!   must keep every acknowledged write here; power loss is `engine/tests/power_loss.rs`' job.
 //! - `SLUICE_CRASH_TARGET=redis` runs the same test against Debian's `redis-server` with an
 //!   `appendfsync always` AOF, which validates the checker itself.
 //!
@@ -61,6 +64,7 @@ struct Config {
     cycles: u64,
     deadline: Option<Duration>,
     target: Target,
+    fsync: String,
 }
 
 impl Config {
@@ -82,6 +86,7 @@ impl Config {
             cycles,
             deadline: secs.map(Duration::from_secs),
             target: Target::from_env(),
+            fsync: std::env::var("SLUICE_CRASH_FSYNC").unwrap_or_else(|_| "always".into()),
         }
     }
 }
@@ -113,8 +118,8 @@ fn crash_replay() {
     let cfg = Config::from_env();
     let seed = cfg.seed;
     say(&format!(
-        "crash_replay: seed={seed} target={:?} (reproduce with SLUICE_SEED={seed})",
-        cfg.target
+        "crash_replay: seed={seed} target={:?} appendfsync={} (reproduce with SLUICE_SEED={seed})",
+        cfg.target, cfg.fsync
     ));
     let work = Workdir::new();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -122,8 +127,13 @@ fn crash_replay() {
     let mut recovery: Vec<Duration> = Vec::new();
     let mut fatal: Option<String> = None;
 
-    let start = |recovery: &mut Vec<Duration>, initial: bool| -> Result<Server, String> {
-        let (server, took) = Server::start(cfg.target, &work.data, &work.log)?;
+    let mut policy_rng = StdRng::seed_from_u64(mix(seed, 0xF5, 0));
+    let mut start = |recovery: &mut Vec<Duration>, initial: bool| -> Result<Server, String> {
+        let fsync = match cfg.fsync.as_str() {
+            "mixed" => ["always", "everysec", "no"][policy_rng.gen_range(0..3)],
+            other => other,
+        };
+        let (server, took) = Server::start(cfg.target, fsync, &work.data, &work.log)?;
         if !initial {
             recovery.push(took);
         }

@@ -16,7 +16,7 @@ const START_ATTEMPTS: usize = 5;
 /// Which binary the test drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
-    /// `sluice-server --port P --dir D --appendfsync always`.
+    /// `sluice-server --port P --dir D --appendfsync POLICY`.
     Sluice,
     /// Debian's `redis-server` with an fsync-always AOF: a reference that validates the checker.
     Redis,
@@ -30,7 +30,7 @@ impl Target {
         }
     }
 
-    fn command(self, port: u16, dir: &Path) -> Command {
+    fn command(self, port: u16, dir: &Path, fsync: &str) -> Command {
         let port = port.to_string();
         match self {
             Target::Sluice => {
@@ -40,13 +40,13 @@ impl Target {
                     .arg("--dir")
                     .arg(dir)
                     .arg("--appendfsync")
-                    .arg("always");
+                    .arg(fsync);
                 c
             }
             Target::Redis => {
                 let mut c = Command::new("redis-server");
                 c.args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
-                    .args(["--appendonly", "yes", "--appendfsync", "always"])
+                    .args(["--appendonly", "yes", "--appendfsync", fsync])
                     .args(["--daemonize", "no", "--dir"])
                     .arg(dir);
                 c
@@ -69,7 +69,12 @@ fn free_port() -> std::io::Result<u16> {
 
 impl Server {
     /// Starts the server on `dir` and waits until PING answers PONG; returns the time that took.
-    pub fn start(target: Target, dir: &Path, log: &Path) -> Result<(Server, Duration), String> {
+    pub fn start(
+        target: Target,
+        fsync: &str,
+        dir: &Path,
+        log: &Path,
+    ) -> Result<(Server, Duration), String> {
         let mut last_err = String::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port().map_err(|e| format!("no free port: {e}"))?;
@@ -83,7 +88,7 @@ impl Server {
                 .map_err(|e| format!("clone log handle: {e}"))?;
             let started = Instant::now();
             let child = target
-                .command(port, dir)
+                .command(port, dir, fsync)
                 .stdin(Stdio::null())
                 .stdout(log_file)
                 .stderr(err_file)
