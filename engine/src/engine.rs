@@ -478,6 +478,7 @@ impl Engine {
             return Err(err);
         }
         stream.dir = new_dir.clone();
+        stream.groups.set_dir(&new_dir);
         {
             // Same encoding as creation, replaced atomically inside the renamed directory.
             let tmp_dir = &new_dir;

@@ -72,6 +72,8 @@ pub struct Stream {
     pub(crate) sealed: Vec<Sealed>,
     pub(crate) tail: Tail,
     pub(crate) pending_deletes: BTreeMap<StreamId, PendingDelete>,
+    /// Smallest Lsn in `pending_deletes` (they are only due once it is fsync'd).
+    pub(crate) pending_min_lsn: Option<Lsn>,
     /// Segments holding flag writes not yet fsync'd (synced before a roll).
     pub(crate) flag_dirty: BTreeSet<u64>,
     pub(crate) meta: MetaFile,
@@ -80,9 +82,8 @@ pub struct Stream {
     /// Cached ID of the first live entry (`None` = unknown).
     pub(crate) first_cache: Mutex<Option<StreamId>>,
     scratch: Vec<u8>,
-    // GROUPS: the consumer-group helper adds `pub(crate) groups: crate::group::GroupSet`
-    // here, initialised in `Stream::create` / `Stream::open` (recovery.rs) through
-    // `Stream::recover_groups`.
+    /// Consumer groups: state plus journal/checkpoint in `dir` (loaded by `recover_groups`).
+    pub(crate) groups: crate::group::store::GroupStore,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -113,13 +114,16 @@ impl Stream {
         tail: Tail,
         meta: MetaFile,
     ) -> Stream {
+        let groups = Stream::empty_groups(&ctx, &dir);
         Stream {
+            groups,
             dir,
             ctx,
             state,
             sealed,
             tail,
             pending_deletes: BTreeMap::new(),
+            pending_min_lsn: None,
             flag_dirty: BTreeSet::new(),
             meta,
             meta_candidate: None,
@@ -130,19 +134,16 @@ impl Stream {
 
     /// The stream's directory (for the consumer-group journal and checkpoint files).
     /// It changes on RENAME: re-read it for every file operation, never cache it.
-    #[allow(dead_code)] // used by group.rs (consumer-group journal)
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// The file system every stream file goes through.
-    #[allow(dead_code)] // used by group.rs (consumer-group journal)
     pub(crate) fn vfs(&self) -> &Arc<dyn Vfs> {
         &self.ctx.vfs
     }
 
     /// Group commit: writes to auxiliary files call `durability().wrote(file, n)` for their Lsn.
-    #[allow(dead_code)] // used by group.rs (consumer-group journal)
     pub(crate) fn durability(&self) -> &Arc<Durability> {
         &self.ctx.durability
     }
@@ -296,7 +297,7 @@ impl Stream {
     /// meta file's durable offset.
     pub(crate) fn settle(&mut self) -> Result<()> {
         let synced = self.ctx.durability.synced_lsn();
-        if self.pending_deletes.values().any(|p| p.lsn <= synced) {
+        if self.pending_min_lsn.is_some_and(|l| l <= synced) {
             let due: Vec<_> = self
                 .pending_deletes
                 .iter()
@@ -307,6 +308,7 @@ impl Stream {
                 self.write_flag(p.segment, p.offset)?;
                 self.pending_deletes.remove(&id);
             }
+            self.pending_min_lsn = self.pending_deletes.values().map(|p| p.lsn).min();
         }
         if let Some((lsn, tail, offset)) = self.meta_candidate {
             if lsn <= synced {
@@ -393,6 +395,7 @@ impl Stream {
         }
         self.sync_tail()?;
         let all = std::mem::take(&mut self.pending_deletes);
+        self.pending_min_lsn = None;
         for p in all.values() {
             self.write_flag(p.segment, p.offset)?;
         }
@@ -415,6 +418,7 @@ impl Stream {
         self.ctx.durability.check()?;
         self.sync_tail()?;
         let all = std::mem::take(&mut self.pending_deletes);
+        self.pending_min_lsn = None;
         for p in all.values() {
             self.write_flag(p.segment, p.offset)?;
         }
@@ -705,6 +709,7 @@ impl Stream {
                 offset,
             })?;
             self.state = state;
+            self.pending_min_lsn = Some(self.pending_min_lsn.map_or(l, |m| m.min(l)));
             self.pending_deletes.insert(
                 id,
                 PendingDelete {
@@ -912,6 +917,7 @@ impl Stream {
         self.ctx.durability.check()?;
         self.sync_tail()?;
         let all = std::mem::take(&mut self.pending_deletes);
+        self.pending_min_lsn = None;
         for p in all.values() {
             self.write_flag(p.segment, p.offset)?;
         }
@@ -939,14 +945,5 @@ impl Stream {
             .filter_map(|s| lock(&s.data).as_ref().map(|d| d.index.memory_bytes()))
             .sum();
         sealed + self.tail.data.index.memory_bytes()
-    }
-
-    /// Hook run once the tail is recovered, before the stream is used: consumer groups load
-    /// their checkpoint + journal here and clamp anything beyond [`Stream::last_id`]. The
-    /// groups helper replaces this body with a call into `group.rs`; it must push a line to
-    /// `report.group_clamps` for every clamp.
-    pub(crate) fn recover_groups(&mut self, report: &mut crate::RecoveryReport) -> Result<()> {
-        let _ = report;
-        Ok(())
     }
 }

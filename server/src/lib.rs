@@ -3,4 +3,12 @@
 
 #![deny(unsafe_code)]
 
+pub mod blocking;
+pub mod client;
+pub mod cmd;
+pub mod config;
+pub mod pubsub;
 pub mod reply;
+pub mod resp;
+pub mod server;
+pub mod shutdown;

@@ -135,6 +135,20 @@ impl Reply {
     }
 }
 
+/// Writes an array header (`*<len>`) for a reply streamed element by element
+/// ([`crate::cmd::ChunkedReply`]); the elements follow with [`Reply::encode`].
+pub fn encode_array_header(out: &mut BytesMut, len: usize) {
+    header(out, b'*', len);
+}
+
+/// Writes a map header: `%<len>` in RESP3, `*<2*len>` in RESP2.
+pub fn encode_map_header(proto: Protocol, out: &mut BytesMut, len: usize) {
+    match proto {
+        Protocol::Resp2 => header(out, b'*', len * 2),
+        Protocol::Resp3 => header(out, b'%', len),
+    }
+}
+
 /// Redis prints doubles with `%.17g`; integral values and infinities have short forms.
 fn format_double(d: f64) -> String {
     if d.is_infinite() {

@@ -1,0 +1,557 @@
+//! Recovery tests: damage a stream's files the way crashes and disks do (truncation at
+//! random offsets, garbage after the tail, zeroed pages, bit flips), reopen, and check the
+//! invariants: no corrupt entry is ever served, the fsync'd prefix is intact, IDs never go
+//! backwards, and damage inside fsync'd data is reported as corruption instead of being
+//! silently truncated. Every random choice derives from a printed seed.
+
+use std::{
+    fs::OpenOptions,
+    ops::Bound,
+    os::unix::fs::FileExt,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
+
+use bytes::Bytes;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use sluice_engine::{
+    io::{Mapping, OsVfs, VFile, Vfs},
+    Direction, Engine, Entry, Error, FsyncPolicy, IdSpec, Options, StreamId,
+};
+
+fn options(fsync: FsyncPolicy, segment_size: u64) -> Options {
+    Options {
+        fsync,
+        segment_size,
+        databases: 1,
+    }
+}
+
+fn fields(i: u64) -> Vec<(Bytes, Bytes)> {
+    vec![
+        (Bytes::from("n"), Bytes::from(format!("value-{i}-"))),
+        (
+            Bytes::from("pad"),
+            Bytes::from(vec![b'p'; (i % 50) as usize + 20]),
+        ),
+    ]
+}
+
+fn add_range(e: &mut Engine, from: u64, to: u64) {
+    let s = e.stream_mut(0, b"s").expect("stream");
+    for i in from..=to {
+        s.add(IdSpec::Explicit(StreamId::new(i, 0)), &fields(i), 0)
+            .expect("add");
+    }
+}
+
+fn all(e: &Engine) -> Vec<Entry> {
+    e.stream(0, b"s")
+        .expect("stream")
+        .range(
+            Bound::Unbounded,
+            Bound::Unbounded,
+            usize::MAX,
+            Direction::Forward,
+        )
+        .expect("range")
+}
+
+fn stream_dir(root: &Path) -> PathBuf {
+    root.join("db0").join("ks")
+}
+
+/// Segment files of the stream, oldest first.
+fn segments(root: &Path) -> Vec<PathBuf> {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(stream_dir(root))
+        .expect("stream dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    segs
+}
+
+/// End of the non-zero bytes of a file (records end with non-zero value bytes).
+fn data_end(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).expect("read segment");
+    bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i as u64 + 1)
+}
+
+/// Every served entry must be exactly what was written; returns the served IDs.
+fn check_served(entries: &[Entry]) -> Vec<u64> {
+    let mut prev = None;
+    for e in entries {
+        assert_eq!(
+            e.fields,
+            fields(e.id.ms),
+            "entry {} served with wrong content",
+            e.id
+        );
+        assert!(prev < Some(e.id), "IDs out of order");
+        prev = Some(e.id);
+    }
+    entries.iter().map(|e| e.id.ms).collect()
+}
+
+/// Writes 1..=synced and syncs, then synced+1..=total without syncing, then "crashes"
+/// (drops the engine). Returns the tail segment and the synced end offset in it.
+fn build(root: &Path, synced: u64, total: u64) -> (PathBuf, u64) {
+    let (mut e, _) = Engine::open(root, options(FsyncPolicy::No, 1 << 20)).expect("open");
+    e.create_stream(0, b"s").expect("create");
+    add_range(&mut e, 1, synced);
+    e.sync_all().expect("sync");
+    let tail = segments(root).pop().expect("a segment");
+    let synced_end = data_end(&tail);
+    add_range(&mut e, synced + 1, total);
+    drop(e);
+    (tail, synced_end)
+}
+
+fn reopen(root: &Path) -> (Engine, sluice_engine::RecoveryReport) {
+    Engine::open(root, options(FsyncPolicy::No, 1 << 20)).expect("reopen")
+}
+
+/// After damage above the synced offset: the synced prefix is intact, what is served is a
+/// prefix of what was written, nothing is reported as corruption, IDs keep increasing.
+fn assert_prefix_after_tail_damage(root: &Path, synced: u64, total: u64, seed: u64) {
+    let (mut e, report) = reopen(root);
+    assert!(
+        report.corruptions.is_empty(),
+        "seed {seed}: {:?}",
+        report.corruptions
+    );
+    let ids = check_served(&all(&e));
+    assert!(
+        ids.len() as u64 >= synced,
+        "seed {seed}: lost synced entries"
+    );
+    assert_eq!(
+        ids,
+        (1..=ids.len() as u64).collect::<Vec<_>>(),
+        "seed {seed}: not a prefix"
+    );
+    let s = e.stream_mut(0, b"s").expect("stream");
+    assert!(
+        s.last_id() >= StreamId::new(synced, 0),
+        "seed {seed}: IDs went backwards"
+    );
+    assert!(s.len() as usize == ids.len() && ids.len() as u64 <= total);
+    // The stream keeps working and a second reopen is clean.
+    let next = s.last_id().ms + 1;
+    s.add(IdSpec::Explicit(StreamId::new(next, 0)), &fields(next), 0)
+        .expect("add after recovery");
+    e.close().expect("close");
+    let (e, report) = reopen(root);
+    assert!(
+        report.corruptions.is_empty() && report.bytes_truncated == 0,
+        "seed {seed}: {report:?}"
+    );
+    assert_eq!(check_served(&all(&e)).len(), ids.len() + 1);
+}
+
+fn seeds() -> impl Iterator<Item = u64> {
+    let base: u64 = std::env::var("SLUICE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED);
+    (0..12).map(move |i| base + i)
+}
+
+#[test]
+fn torn_tail_truncated_at_random_offsets() {
+    for seed in seeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tail, synced_end) = build(dir.path(), 40, 90);
+        let end = data_end(&tail);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let cut = rng.gen_range(synced_end..=end);
+        let f = OpenOptions::new().write(true).open(&tail).unwrap();
+        f.set_len(cut).unwrap();
+        assert_prefix_after_tail_damage(dir.path(), 40, 90, seed);
+    }
+}
+
+#[test]
+fn garbage_after_tail_is_truncated_and_counted() {
+    for seed in seeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tail, _) = build(dir.path(), 30, 60);
+        let end = data_end(&tail);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let garbage: Vec<u8> = (0..rng.gen_range(1..3000))
+            .map(|_| rng.gen_range(1..=255u8))
+            .collect();
+        OpenOptions::new()
+            .write(true)
+            .open(&tail)
+            .unwrap()
+            .write_all_at(&garbage, end)
+            .unwrap();
+        let (e, report) = reopen(dir.path());
+        assert_eq!(report.bytes_truncated, garbage.len() as u64, "seed {seed}");
+        assert!(report.records_truncated >= 1);
+        assert_eq!(
+            check_served(&all(&e)),
+            (1..=60).collect::<Vec<_>>(),
+            "seed {seed}"
+        );
+        drop(e);
+        assert_prefix_after_tail_damage(dir.path(), 60, 60, seed);
+    }
+}
+
+#[test]
+fn zeroed_page_in_unsynced_tail() {
+    for seed in seeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tail, synced_end) = build(dir.path(), 40, 120);
+        let end = data_end(&tail);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let page = rng.gen_range(synced_end.div_ceil(4096)..=end / 4096) * 4096;
+        let page = page.max(synced_end);
+        OpenOptions::new()
+            .write(true)
+            .open(&tail)
+            .unwrap()
+            .write_all_at(&[0u8; 4096], page)
+            .unwrap();
+        assert_prefix_after_tail_damage(dir.path(), 40, 120, seed);
+    }
+}
+
+#[test]
+fn bit_flips_in_unsynced_tail() {
+    for seed in seeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tail, synced_end) = build(dir.path(), 40, 90);
+        let end = data_end(&tail);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&tail)
+            .unwrap();
+        for _ in 0..rng.gen_range(1..4) {
+            let at = rng.gen_range(synced_end..end);
+            let mut b = [0u8];
+            f.read_exact_at(&mut b, at).unwrap();
+            b[0] ^= 1 << rng.gen_range(0..8);
+            f.write_all_at(&b, at).unwrap();
+        }
+        assert_prefix_after_tail_damage(dir.path(), 40, 90, seed);
+    }
+}
+
+#[test]
+fn bit_flip_in_durable_tail_is_reported_not_truncated() {
+    let mut reported = 0;
+    for seed in seeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, _) = Engine::open(dir.path(), options(FsyncPolicy::Always, 1 << 20)).unwrap();
+        e.create_stream(0, b"s").unwrap();
+        add_range(&mut e, 1, 80);
+        e.close().unwrap();
+        let tail = segments(dir.path()).pop().unwrap();
+        let end = data_end(&tail);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let at = rng.gen_range(end / 4..end * 3 / 4);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&tail)
+            .unwrap();
+        let mut b = [0u8];
+        f.read_exact_at(&mut b, at).unwrap();
+        b[0] ^= 1 << rng.gen_range(0..8);
+        f.write_all_at(&b, at).unwrap();
+        let (mut e, report) = reopen(dir.path());
+        let ids = check_served(&all(&e));
+        assert_eq!(
+            report.bytes_truncated, 0,
+            "seed {seed}: durable data truncated"
+        );
+        if ids.len() < 80 {
+            // The damaged entry is not served, everything after it still is.
+            assert_eq!(
+                ids.len(),
+                79,
+                "seed {seed}: more than the damaged entry lost"
+            );
+            assert_eq!(report.corruptions.len(), 1, "seed {seed}: {report:?}");
+            assert!(ids.contains(&80));
+            reported += 1;
+        }
+        // Appending never overwrites the entries after the damage.
+        add_range(&mut e, 81, 85);
+        e.close().unwrap();
+        let (e, _) = reopen(dir.path());
+        let after = check_served(&all(&e));
+        assert_eq!(after.len(), ids.len() + 5, "seed {seed}");
+    }
+    assert!(
+        reported >= 6,
+        "flips should mostly hit CRC-covered bytes ({reported})"
+    );
+}
+
+#[test]
+fn bit_flip_in_sealed_segment_is_never_served() {
+    for seed in seeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, _) = Engine::open(dir.path(), options(FsyncPolicy::No, 4096)).unwrap();
+        e.create_stream(0, b"s").unwrap();
+        add_range(&mut e, 1, 200);
+        e.close().unwrap();
+        let segs = segments(dir.path());
+        assert!(segs.len() > 3);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let victim = &segs[rng.gen_range(0..segs.len() - 1)];
+        let end = data_end(victim);
+        let at = rng.gen_range(200..end);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(victim)
+            .unwrap();
+        let mut b = [0u8];
+        f.read_exact_at(&mut b, at).unwrap();
+        b[0] ^= 1 << rng.gen_range(0..8);
+        f.write_all_at(&b, at).unwrap();
+        let (e, _) = Engine::open(dir.path(), options(FsyncPolicy::No, 4096)).unwrap();
+        let ids = check_served(&all(&e));
+        assert!(
+            ids.len() >= 199,
+            "seed {seed}: {} entries served",
+            ids.len()
+        );
+        let back = e
+            .stream(0, b"s")
+            .unwrap()
+            .range(
+                Bound::Unbounded,
+                Bound::Unbounded,
+                usize::MAX,
+                Direction::Backward,
+            )
+            .unwrap();
+        let mut back_ids = check_served(&back.into_iter().rev().collect::<Vec<_>>());
+        back_ids.sort();
+        assert_eq!(back_ids, ids);
+    }
+}
+
+#[test]
+fn lost_tail_never_moves_ids_backwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tail, synced_end) = build(dir.path(), 40, 90);
+    OpenOptions::new()
+        .write(true)
+        .open(&tail)
+        .unwrap()
+        .set_len(synced_end)
+        .unwrap();
+    let (mut e, _) = reopen(dir.path());
+    let s = e.stream_mut(0, b"s").unwrap();
+    assert_eq!(s.last_id(), StreamId::new(40, 0));
+    assert!(matches!(
+        s.add(IdSpec::Explicit(StreamId::new(40, 0)), &fields(40), 0),
+        Err(Error::IdTooSmall)
+    ));
+    let (id, _) = s.add(IdSpec::Auto, &fields(1), 0).unwrap();
+    assert!(id > StreamId::new(40, 0));
+}
+
+#[test]
+fn deletes_survive_crash_and_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(FsyncPolicy::EverySec, 4096);
+    let (mut e, _) = Engine::open(dir.path(), o.clone()).unwrap();
+    e.create_stream(0, b"s").unwrap();
+    add_range(&mut e, 1, 20);
+    let s = e.stream_mut(0, b"s").unwrap();
+    s.delete(&[StreamId::new(3, 0), StreamId::new(10, 0)])
+        .unwrap();
+    drop(e); // process crash: the delete records are in the tail, flags maybe not written
+    let (mut e, _) = Engine::open(dir.path(), o.clone()).unwrap();
+    let ids = check_served(&all(&e));
+    assert!(!ids.contains(&3) && !ids.contains(&10) && ids.len() == 18);
+    // Roll past the segment holding the deletes: they must stay deleted (flags durable).
+    add_range(&mut e, 21, 200);
+    e.stream_mut(0, b"s")
+        .unwrap()
+        .delete(&[StreamId::new(150, 0)])
+        .unwrap();
+    drop(e);
+    let (e, _) = Engine::open(dir.path(), o).unwrap();
+    let ids = check_served(&all(&e));
+    assert_eq!(ids.len(), 197);
+    assert!(!ids.contains(&3) && !ids.contains(&10) && !ids.contains(&150));
+    assert_eq!(e.stream(0, b"s").unwrap().len(), 197);
+}
+
+/// A file system whose fsyncs (or writes) start failing on demand.
+struct FailingVfs {
+    inner: OsVfs,
+    fail_sync: Arc<AtomicBool>,
+    fail_write: Arc<AtomicBool>,
+}
+
+struct FailingFile {
+    inner: Arc<dyn VFile>,
+    fail_sync: Arc<AtomicBool>,
+    fail_write: Arc<AtomicBool>,
+}
+
+fn eio() -> std::io::Error {
+    std::io::Error::from_raw_os_error(5)
+}
+
+impl Vfs for FailingVfs {
+    fn open(&self, path: &Path, create: bool) -> std::io::Result<Arc<dyn VFile>> {
+        Ok(Arc::new(FailingFile {
+            inner: self.inner.open(path, create)?,
+            fail_sync: self.fail_sync.clone(),
+            fail_write: self.fail_write.clone(),
+        }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_dir(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+        self.inner.list_dir(path)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        self.inner.is_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        if self.fail_sync.load(Ordering::SeqCst) {
+            return Err(eio());
+        }
+        self.inner.sync_dir(path)
+    }
+}
+
+impl VFile for FailingFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        if self.fail_write.load(Ordering::SeqCst) {
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        self.inner.write_all_at(buf, offset)
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn allocate(&self, len: u64) -> std::io::Result<()> {
+        self.inner.allocate(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        if self.fail_sync.load(Ordering::SeqCst) {
+            return Err(eio());
+        }
+        self.inner.sync_data()
+    }
+    fn map(&self, len: u64) -> std::io::Result<Mapping> {
+        self.inner.map(len)
+    }
+}
+
+#[test]
+fn failed_fsync_poisons_writes_but_not_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let fail_sync = Arc::new(AtomicBool::new(false));
+    let fail_write = Arc::new(AtomicBool::new(false));
+    let vfs = Arc::new(FailingVfs {
+        inner: OsVfs,
+        fail_sync: fail_sync.clone(),
+        fail_write: fail_write.clone(),
+    });
+    let (mut e, _) =
+        Engine::open_with(vfs, dir.path(), options(FsyncPolicy::Always, 1 << 20)).unwrap();
+    let d = e.durability();
+    let (s, _) = e.create_stream(0, b"s").unwrap();
+    let (_, ok) = s
+        .add(IdSpec::Explicit(StreamId::new(1, 0)), &fields(1), 0)
+        .unwrap();
+    d.wait(ok).unwrap();
+    fail_sync.store(true, Ordering::SeqCst);
+    let s = e.stream_mut(0, b"s").unwrap();
+    let (_, lsn) = s
+        .add(IdSpec::Explicit(StreamId::new(2, 0)), &fields(2), 0)
+        .unwrap();
+    assert!(matches!(d.wait(lsn), Err(Error::Poisoned(_))));
+    assert!(!d.is_durable(lsn));
+    assert!(d.poisoned().is_some());
+    // Never retried: even once the disk "recovers", writes stay refused.
+    fail_sync.store(false, Ordering::SeqCst);
+    let s = e.stream_mut(0, b"s").unwrap();
+    assert!(matches!(
+        s.add(IdSpec::Auto, &fields(3), 0),
+        Err(Error::Poisoned(_))
+    ));
+    assert!(matches!(
+        s.delete(&[StreamId::new(1, 0)]),
+        Err(Error::Poisoned(_))
+    ));
+    assert!(matches!(e.create_stream(0, b"t"), Err(Error::Poisoned(_))));
+    assert!(e.sync_all().is_err());
+    assert_eq!(check_served(&all(&e)), vec![1, 2]);
+    assert!(e.stats().poisoned.is_some() && !e.stats().last_fsync_ok);
+}
+
+#[test]
+fn failed_write_poisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let fail_write = Arc::new(AtomicBool::new(false));
+    let vfs = Arc::new(FailingVfs {
+        inner: OsVfs,
+        fail_sync: Arc::new(AtomicBool::new(false)),
+        fail_write: fail_write.clone(),
+    });
+    let (mut e, _) =
+        Engine::open_with(vfs, dir.path(), options(FsyncPolicy::EverySec, 1 << 20)).unwrap();
+    e.create_stream(0, b"s").unwrap();
+    add_range(&mut e, 1, 5);
+    fail_write.store(true, Ordering::SeqCst);
+    let s = e.stream_mut(0, b"s").unwrap();
+    assert!(matches!(
+        s.add(IdSpec::Auto, &fields(9), 0),
+        Err(Error::Io { .. })
+    ));
+    fail_write.store(false, Ordering::SeqCst);
+    let s = e.stream_mut(0, b"s").unwrap();
+    assert!(matches!(
+        s.add(IdSpec::Auto, &fields(9), 0),
+        Err(Error::Poisoned(_))
+    ));
+    assert_eq!(check_served(&all(&e)), vec![1, 2, 3, 4, 5]);
+    drop(e);
+    // Reopening clears the poisoning (a new process) and recovers what was written.
+    let (e, report) = Engine::open(dir.path(), options(FsyncPolicy::EverySec, 1 << 20)).unwrap();
+    assert!(report.corruptions.is_empty());
+    assert_eq!(check_served(&all(&e)), vec![1, 2, 3, 4, 5]);
+}

@@ -1,0 +1,226 @@
+//! Typed commands: a request's arguments are parsed into a command value (with Redis' exact
+//! errors), then executed against the engine under its lock, producing an [`Outcome`].
+//!
+//! # Contract with the command families
+//! Each family module (`stream`, `pubsub`, `keys`, ...) exposes
+//! `parse(name: &str, args: &[Bytes]) -> Result<TheirCommand, Reply>` and an `execute`.
+//! `name` is the lowercase command name; `args` are the arguments after it (`args[0]` is the
+//! first argument). The dispatcher has already checked the arity from the command table
+//! ([`table`]), so `parse` only reports syntax errors. Engine-backed families execute with
+//! `execute(cmd, &mut Ctx) -> Outcome`, synchronously, with the engine lock held.
+
+pub mod connection;
+pub mod keys;
+pub mod pubsub;
+pub mod server;
+pub mod stream;
+pub mod table;
+mod table_data;
+pub mod transaction;
+
+use bytes::{Bytes, BytesMut};
+use sluice_engine::{Db, Engine, Lsn};
+
+use crate::reply::{Protocol, Reply};
+
+/// A parsed request, by family.
+#[derive(Debug)]
+pub enum Command {
+    Connection(connection::ConnCommand),
+    Keys(keys::KeysCommand),
+    Server(server::ServerCommand),
+    Transaction(transaction::TxCommand),
+    Stream(stream::StreamCommand),
+    PubSub(pubsub::PubSubCommand),
+}
+
+/// Parses a request (`args[0]` is the command name) into a typed command, checking the
+/// command exists and its arity first, with Redis' texts. Returns the table entry too.
+pub fn parse(args: &[Bytes]) -> Result<(Command, &'static table::Spec), Reply> {
+    let Some((name, rest)) = args.split_first() else {
+        return Err(Reply::err("empty command"));
+    };
+    let Some(spec) = table::lookup(name) else {
+        return Err(unknown_command(name, rest));
+    };
+    if !spec.arity_ok(args.len()) {
+        return Err(wrong_arity(spec.name));
+    }
+    if table::is_container(spec.name) {
+        let sub = &rest[0];
+        let Some(arity) = table::subcommand_arity(spec.name, sub) else {
+            return Err(Reply::err(format!(
+                "unknown subcommand '{}'. Try {} HELP.",
+                String::from_utf8_lossy(&sub[..sub.len().min(128)]),
+                spec.name.to_ascii_uppercase()
+            )));
+        };
+        if !table::arity_ok(arity, args.len()) {
+            return Err(Reply::err(format!(
+                "wrong number of arguments for '{}|{}' command",
+                spec.name,
+                String::from_utf8_lossy(sub).to_ascii_lowercase()
+            )));
+        }
+    }
+    let cmd = match spec.family {
+        table::Family::Connection => Command::Connection(connection::parse(spec.name, rest)?),
+        table::Family::Keys => Command::Keys(keys::parse(spec.name, rest)?),
+        table::Family::Server => Command::Server(server::parse(spec.name, rest)?),
+        table::Family::Transaction => Command::Transaction(transaction::parse(spec.name, rest)?),
+        table::Family::Stream => Command::Stream(stream::parse(spec.name, rest)?),
+        table::Family::PubSub => Command::PubSub(pubsub::parse(spec.name, rest)?),
+    };
+    Ok((cmd, spec))
+}
+
+/// `ERR unknown command '<name>', with args beginning with: '<a>' ...`, worded and truncated
+/// as Redis does (the name as sent, at most 128 bytes; arguments while under 128 bytes).
+pub fn unknown_command(name: &[u8], args: &[Bytes]) -> Reply {
+    let mut listed = String::new();
+    for a in args {
+        if listed.len() >= 128 {
+            break;
+        }
+        let room = 128 - listed.len();
+        let shown = &a[..a.len().min(room)];
+        listed.push('\'');
+        listed.push_str(&String::from_utf8_lossy(shown));
+        listed.push_str("' ");
+    }
+    let name = String::from_utf8_lossy(&name[..name.len().min(128)]).into_owned();
+    Reply::err(format!(
+        "unknown command '{name}', with args beginning with: {listed}"
+    ))
+}
+
+/// `ERR wrong number of arguments for '<name>' command`.
+pub fn wrong_arity(name: &str) -> Reply {
+    Reply::err(format!("wrong number of arguments for '{name}' command"))
+}
+
+/// `ERR syntax error`.
+pub fn syntax_error() -> Reply {
+    Reply::err("syntax error")
+}
+
+/// Maps an engine error to its generic reply: MISCONF for a poisoned engine, `ERR <text>`
+/// otherwise. Families map client-caused errors with context (NOGROUP, ...) themselves.
+pub fn engine_error(e: &sluice_engine::Error) -> Reply {
+    match e {
+        sluice_engine::Error::Poisoned(why) => misconf(why),
+        sluice_engine::Error::BusyGroup => {
+            Reply::Error("BUSYGROUP Consumer Group name already exists".to_string())
+        }
+        other => Reply::err(other),
+    }
+}
+
+/// The error for writes refused after a failed fsync, worded as Redis' AOF write error.
+pub fn misconf(why: &str) -> Reply {
+    Reply::Error(format!("MISCONF Errors writing to the AOF file: {why}"))
+}
+
+/// What a command execution may use: the engine (locked), and who is asking.
+pub struct Ctx<'a> {
+    /// The engine, locked for the duration of the command (and of a whole EXEC).
+    pub engine: &'a mut Engine,
+    /// The client's selected database.
+    pub db: Db,
+    /// Wall-clock time in Unix ms, read once per command (Redis' `commandTimeSnapshot`).
+    pub now_ms: u64,
+    pub client_id: u64,
+    /// True while executing inside EXEC: blocking commands must not block (XREAD BLOCK
+    /// replies as if timed out at once).
+    pub in_multi: bool,
+    /// Side effects the connection acts on after execution.
+    pub effects: &'a mut Effects,
+}
+
+/// Side effects of executing commands, collected so the connection can act on them after
+/// the engine work: await durability, notify keyspace subscribers, invalidate WATCH, wake
+/// blocked readers.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// The greatest Lsn written; the reply waits until it is durable under the fsync policy.
+    pub lsn: Lsn,
+    /// Keyspace notifications to publish (filtered by `notify-keyspace-events`).
+    pub events: Vec<KeyspaceEvent>,
+    /// Keys modified: invalidates WATCHes and wakes readers blocked on them.
+    pub touched: Vec<(Db, Bytes)>,
+    /// Databases emptied wholesale (FLUSHDB/FLUSHALL/SWAPDB-like): every key in them counts
+    /// as touched.
+    pub flushed: Vec<Db>,
+}
+
+impl Effects {
+    /// Records a write's Lsn (keeps the maximum).
+    pub fn wrote(&mut self, lsn: Lsn) {
+        if lsn > self.lsn {
+            self.lsn = lsn;
+        }
+    }
+
+    /// Records that a key changed.
+    pub fn touch(&mut self, db: Db, key: &Bytes) {
+        self.touched.push((db, key.clone()));
+    }
+
+    /// Records a keyspace event (`class` is its notify-keyspace-events flag letter).
+    pub fn event(&mut self, class: char, event: &'static str, db: Db, key: &Bytes) {
+        self.events.push(KeyspaceEvent {
+            class,
+            event,
+            db,
+            key: key.clone(),
+        });
+    }
+}
+
+/// One keyspace notification, as Redis' `notifyKeyspaceEvent` raises it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyspaceEvent {
+    /// The notify-keyspace-events flag letter of its class: 'g' generic, 't' stream,
+    /// 'x' expired, 'e' evicted, 'n' new key.
+    pub class: char,
+    /// The event name, e.g. `xadd`, `del`, `expire`, `expired`, `rename_from`.
+    pub event: &'static str,
+    pub db: Db,
+    pub key: Bytes,
+}
+
+/// What executing a command produced.
+pub enum Outcome {
+    /// A complete reply.
+    Reply(Reply),
+    /// The command must wait (XREAD/XREADGROUP BLOCK); the connection hands the request to
+    /// [`crate::blocking::wait`]. Never returned when `Ctx::in_multi` is set.
+    Block(crate::blocking::BlockRequest),
+    /// A reply too large to build in memory at once, produced a chunk at a time.
+    Chunked(Box<dyn ChunkedReply>),
+}
+
+impl From<Reply> for Outcome {
+    fn from(r: Reply) -> Self {
+        Outcome::Reply(r)
+    }
+}
+
+/// A large reply written as it is read, so memory per client stays bounded.
+///
+/// The connection calls [`ChunkedReply::next_chunk`] repeatedly, re-acquiring the engine lock
+/// for each call and flushing `out` to the socket between calls (other clients' commands may
+/// run in between). The first call writes the aggregate's header (see
+/// [`crate::reply::encode_array_header`]); the producer must then write exactly the elements it
+/// declared. Inside EXEC the connection drains all chunks under one lock.
+pub trait ChunkedReply: Send {
+    /// Appends the next part of the reply (about 1000 elements or a few hundred KiB) to `out`.
+    /// Returns `Ok(true)` once the reply is complete. An `Err` (e.g. an I/O error mid-reply)
+    /// leaves the reply unfinished: the connection logs it and closes.
+    fn next_chunk(
+        &mut self,
+        engine: &mut Engine,
+        proto: Protocol,
+        out: &mut BytesMut,
+    ) -> Result<bool, String>;
+}
