@@ -32,7 +32,9 @@ use sluice_engine::io::Vfs;
 use sluice_engine::{Engine, Error, FsyncPolicy, IdSpec, Lsn, Options, StreamId};
 
 use simfs::{CrashMode, Faults, SimFs};
-use workload::{fields_hash, fingerprint, read_key, step, History, Snap, DB, KEYS};
+use workload::{
+    fields_hash, fingerprint, read_group, read_key, step, GroupState, History, Plan, Snap, DB, KEYS,
+};
 
 const DIR: &str = "/data";
 const DEFAULT_IMAGES: u64 = 2000;
@@ -118,6 +120,8 @@ struct Tally {
     write_failures: u64,
     second_crash_losses: u64,
     get_mismatches: u64,
+    group_violations: u64,
+    groups_checked: u64,
     messages: Vec<(&'static str, String)>,
 }
 
@@ -132,6 +136,7 @@ impl Tally {
             + self.write_failures
             + self.second_crash_losses
             + self.get_mismatches
+            + self.group_violations
     }
 
     /// Keeps the first few messages of each kind, so one frequent finding hides no other.
@@ -145,7 +150,8 @@ impl Tally {
         say(&format!(
             "{test}: seed={seed} images={} durable_ops_checked={} recovery_errors={} \
              false_corruptions={} lost_durable={} phantoms={} non_prefix={} id_regressions={} \
-             write_failures={} second_crash_losses={} get_mismatches={}",
+             write_failures={} second_crash_losses={} get_mismatches={} group_violations={} \
+             groups_checked={}",
             self.images,
             self.durable_ops,
             self.recovery_errors,
@@ -156,7 +162,9 @@ impl Tally {
             self.id_regressions,
             self.write_failures,
             self.second_crash_losses,
-            self.get_mismatches
+            self.get_mismatches,
+            self.group_violations,
+            self.groups_checked
         ));
         if self.failures() > 0 {
             let msg = format!(
@@ -250,6 +258,7 @@ fn check_image(h: &History, img: &Image, opts: &Options, rng: &mut StdRng, t: &m
                 );
             }
         }
+        check_group(h, img, key, &engine, snap, cands, &report, t);
         let Some(stream) = engine.stream_mut(DB, name) else {
             continue;
         };
@@ -326,6 +335,77 @@ fn check_image(h: &History, img: &Image, opts: &Options, rng: &mut StdRng, t: &m
             }
         }
     }
+}
+
+/// The recovered consumer group must be the group after some allowed prefix, and keep its
+/// invariants: PEL IDs ≤ last-delivered-id ≤ the stream's last ID.
+#[allow(clippy::too_many_arguments)]
+fn check_group(
+    h: &History,
+    img: &Image,
+    key: usize,
+    engine: &Engine,
+    snap: &Snap,
+    cands: &[Snap],
+    report: &sluice_engine::RecoveryReport,
+    t: &mut Tally,
+) {
+    let label = &img.label;
+    let group = match read_group(engine, key, h.now_ms) {
+        Ok(g) => g,
+        Err(e) => {
+            t.recovery_errors += 1;
+            t.note(
+                "recovery_errors",
+                format!("{label}: key {key}: reading the group: {e}"),
+            );
+            return;
+        }
+    };
+    t.groups_checked += u64::from(group.is_some());
+    let last = engine
+        .stream(DB, KEYS[key])
+        .map(|s| s.meta().last_generated_id)
+        .unwrap_or_default();
+    if let Some(g) = &group {
+        let above: Vec<StreamId> = g
+            .pel
+            .keys()
+            .filter(|id| **id > g.last_delivered)
+            .copied()
+            .collect();
+        if !above.is_empty() || g.last_delivered > last.max(snap.last_id) {
+            t.group_violations += 1;
+            t.note(
+                "group_violations",
+                format!(
+                    "{label}: key {key}: last-delivered {} vs stream last {last}; PEL IDs above it: {above:?}",
+                    g.last_delivered
+                ),
+            );
+        }
+    }
+    if h.group_uncertain[key] || !report.group_clamps.is_empty() {
+        return;
+    }
+    let gfp = GroupState::fingerprint(group.as_ref());
+    if cands.iter().any(|c| c.gfp == gfp) {
+        return;
+    }
+    let durable = cands.first().and_then(|c| c.group.clone());
+    let describe = |g: &Option<GroupState>| match g {
+        None => String::from("no group"),
+        Some(g) => format!("last-delivered {} PEL {:?}", g.last_delivered, g.pel),
+    };
+    t.group_violations += 1;
+    t.note(
+        "group_violations",
+        format!(
+            "{label}: key {key}: recovered group ({}) is the group after no allowed prefix; the durable prefix had ({})",
+            describe(&group),
+            describe(&durable)
+        ),
+    );
 }
 
 fn classify_mismatch(
@@ -560,7 +640,7 @@ fn fault_run(seed: u64, n: u64, faults: impl Fn(&mut StdRng, &SimFs) -> Faults, 
                 .iter()
                 .find(|e| e.id > before.last_id && !before.entries.contains_key(&e.id))
                 .map(|e| e.id);
-            workload::apply(before, &err.plan, added)
+            workload::apply(before, &err.plan, added, &workload::GroupReply::default())
         });
         match after {
             Some(after) if after.fingerprint() == fp => h.commit(key, after, Lsn(u64::MAX)),
@@ -574,6 +654,14 @@ fn fault_run(seed: u64, n: u64, faults: impl Fn(&mut StdRng, &SimFs) -> Faults, 
                 ));
             }
         }
+    }
+    if poisoned
+        && matches!(
+            err.plan,
+            Plan::CreateGroup | Plan::ReadGroup(_) | Plan::Ack(_) | Plan::AutoClaim(_)
+        )
+    {
+        h.group_uncertain[err.key] = true;
     }
     if fsync_failed && !poisoned {
         t.write_failures += 1;

@@ -9,13 +9,37 @@ use std::ops::Bound;
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::Rng;
-use sluice_engine::{Direction, Engine, Entry, IdSpec, Lsn, StreamId, TrimSpec, TrimStrategy};
+use sluice_engine::{
+    Direction, Engine, Entry, GroupStart, IdSpec, Lsn, StreamId, TrimSpec, TrimStrategy,
+};
 
 /// Keys used by the workload; the second one needs escaping to become a directory name.
 pub const KEYS: [&[u8]; 2] = [b"alpha", b"be/ta \xff"];
 pub const DB: u32 = 0;
+pub const GROUP: &[u8] = b"g";
 
 pub type Fields = Vec<(Bytes, Bytes)>;
+
+/// The consumer group `g` of a stream, as XINFO GROUPS and XPENDING show it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroupState {
+    pub last_delivered: StreamId,
+    /// Pending IDs and their delivery counts.
+    pub pel: BTreeMap<StreamId, u64>,
+}
+
+impl GroupState {
+    pub fn fingerprint(group: Option<&GroupState>) -> u64 {
+        let mut h = DefaultHasher::new();
+        if let Some(g) = group {
+            (g.last_delivered.ms, g.last_delivered.seq).hash(&mut h);
+            for (id, count) in &g.pel {
+                (id.ms, id.seq, count).hash(&mut h);
+            }
+        }
+        h.finish()
+    }
+}
 
 /// One key's model state.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -23,12 +47,38 @@ pub struct KeyState {
     pub exists: bool,
     pub entries: BTreeMap<StreamId, Fields>,
     pub last_id: StreamId,
+    pub group: Option<GroupState>,
 }
 
 impl KeyState {
     pub fn fingerprint(&self) -> u64 {
         fingerprint(self.exists, self.entries.iter().map(|(id, f)| (*id, f)))
     }
+}
+
+/// Reads a key's consumer group from the engine (`None` if the stream or group is missing).
+pub fn read_group(engine: &Engine, key: usize, now_ms: u64) -> Result<Option<GroupState>, String> {
+    let Some(s) = engine.stream(DB, KEYS[key]) else {
+        return Ok(None);
+    };
+    let Some(info) = s.group_info(GROUP) else {
+        return Ok(None);
+    };
+    let pel = s
+        .pending(
+            GROUP,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            usize::MAX,
+            None,
+            None,
+            now_ms,
+        )
+        .map_err(|e| format!("pending: {e}"))?;
+    Ok(Some(GroupState {
+        last_delivered: info.last_delivered_id,
+        pel: pel.into_iter().map(|p| (p.id, p.delivery_count)).collect(),
+    }))
 }
 
 /// A hash of a stream's existence and live entries (IDs and bytes), in order.
@@ -65,6 +115,9 @@ pub struct Snap {
     /// The live IDs, in order.
     pub ids: Vec<StreamId>,
     pub exists: bool,
+    /// Fingerprint of the consumer group, and the group itself.
+    pub gfp: u64,
+    pub group: Option<GroupState>,
 }
 
 /// What the workload did so far.
@@ -78,6 +131,8 @@ pub struct History {
     pub added: Vec<HashSet<(StreamId, u64)>>,
     /// Highest Lsn a successful sync covered.
     pub durable_lsn: Lsn,
+    /// A group command failed on this key after poisoning: its group state is indeterminate.
+    pub group_uncertain: Vec<bool>,
     pub now_ms: u64,
 }
 
@@ -91,6 +146,8 @@ impl History {
             len: 0,
             ids: Vec::new(),
             exists: false,
+            gfp: GroupState::fingerprint(None),
+            group: None,
         };
         History {
             keys: vec![KeyState::default(); KEYS.len()],
@@ -98,6 +155,7 @@ impl History {
             lsns: Vec::new(),
             added: vec![HashSet::new(); KEYS.len()],
             durable_lsn: Lsn(0),
+            group_uncertain: vec![false; KEYS.len()],
             now_ms: 1_700_000_000_000,
         }
     }
@@ -117,6 +175,8 @@ impl History {
             len: st.entries.len(),
             ids: st.entries.keys().copied().collect(),
             exists: st.exists,
+            gfp: GroupState::fingerprint(st.group.as_ref()),
+            group: st.group.clone(),
         });
     }
 
@@ -173,6 +233,10 @@ pub enum Plan {
     Trim(TrimStrategy),
     Remove,
     Sync,
+    CreateGroup,
+    ReadGroup(usize),
+    Ack(Vec<StreamId>),
+    AutoClaim(usize),
 }
 
 /// An operation the engine refused: what was attempted, on which key.
@@ -189,10 +253,39 @@ impl std::fmt::Display for Failed {
     }
 }
 
-/// The model state after `plan` on `st`; `added` is the ID an XADD got.
-pub fn apply(st: &KeyState, plan: &Plan, added: Option<StreamId>) -> KeyState {
+/// What a group command answered, applied to the model after checking it.
+#[derive(Clone, Debug, Default)]
+pub struct GroupReply {
+    pub delivered: Vec<StreamId>,
+    pub deleted: Vec<StreamId>,
+}
+
+/// The model state after `plan` on `st`; `added` is the ID an XADD got, `reply` what a group
+/// command delivered.
+pub fn apply(st: &KeyState, plan: &Plan, added: Option<StreamId>, reply: &GroupReply) -> KeyState {
     let mut next = st.clone();
     match plan {
+        Plan::CreateGroup => next.group = Some(GroupState::default()),
+        Plan::ReadGroup(_) | Plan::AutoClaim(_) => {
+            if let Some(g) = next.group.as_mut() {
+                for id in &reply.delivered {
+                    *g.pel.entry(*id).or_insert(0) += 1;
+                    if matches!(plan, Plan::ReadGroup(_)) {
+                        g.last_delivered = g.last_delivered.max(*id);
+                    }
+                }
+                for id in &reply.deleted {
+                    g.pel.remove(id);
+                }
+            }
+        }
+        Plan::Ack(ids) => {
+            if let Some(g) = next.group.as_mut() {
+                for id in ids {
+                    g.pel.remove(id);
+                }
+            }
+        }
         Plan::Create => {
             next = KeyState {
                 exists: true,
@@ -238,6 +331,24 @@ fn plan(h: &History, key: usize, rng: &mut StdRng) -> Plan {
     if !st.exists {
         return Plan::Create;
     }
+    if let Some(g) = &st.group {
+        match rng.gen_range(0..100) {
+            0..=11 => return Plan::ReadGroup(rng.gen_range(1..8)),
+            12..=19 if !g.pel.is_empty() => {
+                let ids: Vec<StreamId> = g
+                    .pel
+                    .keys()
+                    .copied()
+                    .filter(|_| rng.gen_bool(0.5))
+                    .collect();
+                return Plan::Ack(ids);
+            }
+            20..=23 => return Plan::AutoClaim(rng.gen_range(1..6)),
+            _ => {}
+        }
+    } else if rng.gen_bool(0.1) {
+        return Plan::CreateGroup;
+    }
     match rng.gen_range(0..100) {
         0..=74 => Plan::Add(payload(rng)),
         75..=86 => {
@@ -280,6 +391,7 @@ pub fn step(engine: &mut Engine, h: &mut History, rng: &mut StdRng) -> Result<()
         plan: plan.clone(),
     };
     let st = &h.keys[key];
+    let mut reply = GroupReply::default();
     let stream = match plan {
         Plan::Create | Plan::Remove | Plan::Sync => None,
         _ => Some(engine.stream_mut(DB, KEYS[key]).ok_or_else(|| {
@@ -330,13 +442,88 @@ pub fn step(engine: &mut Engine, h: &mut History, rng: &mut StdRng) -> Result<()
             let (n, lsn) = stream
                 .trim(spec)
                 .map_err(|e| fail(format!("trim: {e}"), &plan))?;
-            let want = (st.entries.len() - apply(st, &plan, None).entries.len()) as u64;
+            let want = (st.entries.len() - apply(st, &plan, None, &reply).entries.len()) as u64;
             if n != want {
                 return Err(fail(
                     format!("trim {strategy:?} removed {n}, model says {want}"),
                     &plan,
                 ));
             }
+            (lsn, None)
+        }
+        (Plan::CreateGroup, Some(stream)) => {
+            let lsn = stream
+                .create_group(GROUP, StreamId::MIN, None)
+                .map_err(|e| fail(format!("create_group: {e}"), &plan))?;
+            (lsn, None)
+        }
+        (Plan::ReadGroup(count), Some(stream)) => {
+            let (deliveries, lsn) = stream
+                .read_group(GROUP, b"c1", GroupStart::New, Some(*count), false, now)
+                .map_err(|e| fail(format!("read_group: {e}"), &plan))?;
+            let g = st.group.clone().unwrap_or_default();
+            let mut prev = g.last_delivered;
+            for d in &deliveries {
+                let ok = d.id > prev
+                    && st.entries.get(&d.id) == d.fields.as_ref()
+                    && !g.pel.contains_key(&d.id);
+                if !ok {
+                    return Err(fail(
+                        format!("read_group delivered {d:?} after {prev}"),
+                        &plan,
+                    ));
+                }
+                prev = d.id;
+            }
+            let expected = st
+                .entries
+                .range((Bound::Excluded(g.last_delivered), Bound::Unbounded))
+                .take(*count)
+                .count();
+            if deliveries.len() != expected {
+                return Err(fail(
+                    format!(
+                        "read_group delivered {} entries, model expects {expected}",
+                        deliveries.len()
+                    ),
+                    &plan,
+                ));
+            }
+            reply.delivered = deliveries.iter().map(|d| d.id).collect();
+            (lsn, None)
+        }
+        (Plan::Ack(ids), Some(stream)) => {
+            let (n, lsn) = stream
+                .ack(GROUP, ids)
+                .map_err(|e| fail(format!("ack: {e}"), &plan))?;
+            if n != ids.len() as u64 {
+                return Err(fail(
+                    format!("ack of {} pending IDs acknowledged {n}", ids.len()),
+                    &plan,
+                ));
+            }
+            (lsn, None)
+        }
+        (Plan::AutoClaim(count), Some(stream)) => {
+            let (claim, lsn) = stream
+                .autoclaim(GROUP, b"c2", 0, StreamId::MIN, *count, false, now)
+                .map_err(|e| fail(format!("autoclaim: {e}"), &plan))?;
+            let g = st.group.clone().unwrap_or_default();
+            for d in &claim.claimed {
+                if !g.pel.contains_key(&d.id) || st.entries.get(&d.id) != d.fields.as_ref() {
+                    return Err(fail(
+                        format!("autoclaim claimed {d:?}, not a pending live entry"),
+                        &plan,
+                    ));
+                }
+            }
+            for id in &claim.deleted {
+                if !g.pel.contains_key(id) || st.entries.contains_key(id) {
+                    return Err(fail(format!("autoclaim reported {id} deleted, but it is not a pending deleted entry"), &plan));
+                }
+            }
+            reply.delivered = claim.claimed.iter().map(|d| d.id).collect();
+            reply.deleted = claim.deleted.clone();
             (lsn, None)
         }
         (Plan::Remove, _) => {
@@ -356,7 +543,7 @@ pub fn step(engine: &mut Engine, h: &mut History, rng: &mut StdRng) -> Result<()
         }
         (_, None) => return Err(fail("no stream".into(), &plan)),
     };
-    let next = apply(&h.keys[key], &plan, added);
+    let next = apply(&h.keys[key], &plan, added, &reply);
     h.commit(key, next, lsn);
     Ok(())
 }
