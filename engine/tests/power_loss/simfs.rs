@@ -374,6 +374,7 @@ impl SimFs {
                 }
             });
         }
+        make_renames_atomic(&st.inodes, &mut inodes, rng);
         SimFs::from_inodes(inodes, rng.gen())
     }
 
@@ -420,6 +421,65 @@ impl SimFs {
         }
         out.sort();
         out
+    }
+}
+
+/// Directories are chosen independently, but a journaling file system never shows one rename
+/// half done: an inode moved between two directories is kept under exactly one of its names
+/// (a duplicate link is dropped, an orphan gets its old or new name back).
+fn make_renames_atomic(before: &[Inode], image: &mut [Inode], rng: &mut StdRng) {
+    let links = |inodes: &[Inode], durable: bool| {
+        let mut links: BTreeMap<usize, Vec<(usize, OsString)>> = BTreeMap::new();
+        for (dir, inode) in inodes.iter().enumerate() {
+            if let Inode::Dir {
+                entries,
+                durable: d,
+            } = inode
+            {
+                let map = if durable { d } else { entries };
+                for (name, &ino) in map {
+                    links.entry(ino).or_default().push((dir, name.clone()));
+                }
+            }
+        }
+        links
+    };
+    let unlink = |image: &mut [Inode], dir: usize, name: &OsStr| {
+        if let Some(Inode::Dir { entries, durable }) = image.get_mut(dir) {
+            entries.remove(name);
+            durable.remove(name);
+        }
+    };
+    for (_, names) in links(image, false) {
+        if names.len() > 1 {
+            let keep = rng.gen_range(0..names.len());
+            for (i, (dir, name)) in names.iter().enumerate() {
+                if i != keep {
+                    unlink(image, *dir, name);
+                }
+            }
+        }
+    }
+    let now = links(before, false);
+    let was = links(before, true);
+    let present = links(image, false);
+    for (ino, old) in &was {
+        let (Some(new), None) = (now.get(ino), present.get(ino)) else {
+            continue;
+        };
+        let mut options = vec![old.first(), new.first()];
+        if rng.gen_bool(0.5) {
+            options.reverse();
+        }
+        for (dir, name) in options.into_iter().flatten() {
+            if let Some(Inode::Dir { entries, durable }) = image.get_mut(*dir) {
+                if !entries.contains_key(name) {
+                    entries.insert(name.clone(), *ino);
+                    durable.insert(name.clone(), *ino);
+                    break;
+                }
+            }
+        }
     }
 }
 

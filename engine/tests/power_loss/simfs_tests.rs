@@ -159,3 +159,30 @@ fn injected_faults() {
     assert_eq!(fs.counts().short_writes, 1);
     assert_eq!(fs.counts().enospc, 1);
 }
+
+#[test]
+fn a_rename_between_directories_is_never_half_done() {
+    let fs = SimFs::new(11);
+    fs.create_dir_all(Path::new("/a/x")).unwrap();
+    fs.create_dir_all(Path::new("/b")).unwrap();
+    fs.open(Path::new("/a/x/f"), true).unwrap();
+    fs.sync_everything();
+    fs.rename(Path::new("/a/x"), Path::new("/b/x")).unwrap();
+    let (mut old, mut new) = (0, 0);
+    for seed in 0..100 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mode = CrashMode {
+            writeback: 0.0,
+            torn: 0.0,
+            torn_sector: false,
+            dir_kept: 0.5,
+        };
+        let img = fs.crash_image(&mut rng, mode);
+        let a = img.exists(Path::new("/a/x/f"));
+        let b = img.exists(Path::new("/b/x/f"));
+        assert!(a != b, "seed {seed}: /a/x {a}, /b/x {b}");
+        old += usize::from(a);
+        new += usize::from(b);
+    }
+    assert!(old > 0 && new > 0);
+}
