@@ -795,7 +795,8 @@ fn bit_flips_in_durable_data_are_reported_never_served() {
         for _ in 0..rng.gen_range(5..80) {
             step(&mut engine, &mut h, &mut rng).expect("workload");
         }
-        if rng.gen_bool(0.5) {
+        let clean = rng.gen_bool(0.5);
+        if clean {
             engine.sync_all().expect("sync_all (clean shutdown)");
         } else {
             engine.durability().sync_now().expect("group commit");
@@ -815,7 +816,12 @@ fn bit_flips_in_durable_data_are_reported_never_served() {
             continue;
         };
         t.images += 1;
-        let label = format!("flip run {n}: {} byte {at}", path.display());
+        let how = if clean {
+            "after sync_all"
+        } else {
+            "after a group commit only"
+        };
+        let label = format!("flip run {n} ({how}): {} byte {at}", path.display());
         let (engine, report) = match Engine::open_with(Arc::new(fs.clone()), DIR, opts.clone()) {
             Ok(x) => x,
             Err(_) => {
@@ -843,9 +849,17 @@ fn bit_flips_in_durable_data_are_reported_never_served() {
             let want = &h.keys[key];
             let fp = fingerprint(exists, entries.iter().map(|e| (e.id, &e.fields)));
             if fp != want.fingerprint() && !loud {
+                let served: std::collections::BTreeSet<StreamId> =
+                    entries.iter().map(|e| e.id).collect();
+                let gone: Vec<StreamId> = want
+                    .entries
+                    .keys()
+                    .filter(|id| !served.contains(id))
+                    .copied()
+                    .collect();
                 t.lost_durable += 1;
                 t.note("lost_durable", format!(
-                    "{label}: key {key}: {} of {} durable entries served after {ops} ops, and no corruption reported",
+                    "{label}: key {key}: {} of {} durable entries served after {ops} ops, and no corruption reported; missing {gone:?}",
                     entries.len(),
                     want.entries.len()
                 ));
