@@ -65,11 +65,21 @@ fn checkpoint_1m_pending(c: &mut Criterion) {
     stream
         .create_group(b"g", StreamId::MIN, Some(0))
         .expect("create group");
+    let anon_before = rss_anon_kib();
     for consumer in [&b"a"[..], b"b", b"c", b"d"] {
-        let (got, _) = stream
-            .read_group(b"g", consumer, GroupStart::New, Some(250_000), false, now)
-            .expect("read");
-        assert_eq!(got.len(), 250_000);
+        for _ in 0..250 {
+            let (got, _) = stream
+                .read_group(b"g", consumer, GroupStart::New, Some(1000), false, now)
+                .expect("read");
+            assert_eq!(got.len(), 1000);
+        }
+    }
+    if let (Some(a), Some(b)) = (anon_before, rss_anon_kib()) {
+        println!(
+            "RssAnon grew by {} KiB while 1M entries became pending (~{} bytes per entry)",
+            b.saturating_sub(a),
+            b.saturating_sub(a) * 1024 / 1_000_000
+        );
     }
     let mut group = c.benchmark_group("groups");
     group.sample_size(10);

@@ -38,6 +38,8 @@ pub struct Durability {
     round: Mutex<()>,
     fsyncs: AtomicU64,
     bytes_written: AtomicU64,
+    /// Invalid records (CRC or framing) that reads skipped instead of serving.
+    corrupt_skipped: AtomicU64,
 }
 
 #[derive(Default)]
@@ -79,6 +81,7 @@ impl Durability {
             round: Mutex::new(()),
             fsyncs: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
+            corrupt_skipped: AtomicU64::new(0),
         })
     }
 
@@ -215,6 +218,10 @@ impl Durability {
 
     pub(crate) fn fsync_count(&self) -> u64 {
         self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn corrupt_counter(&self) -> &AtomicU64 {
+        &self.corrupt_skipped
     }
 
     pub(crate) fn bytes_written(&self) -> u64 {

@@ -331,6 +331,11 @@ impl Engine {
             bytes_written: self.ctx.durability.bytes_written(),
             last_fsync_ok: poisoned.is_none(),
             poisoned,
+            corrupt_records_skipped: self
+                .ctx
+                .durability
+                .corrupt_counter()
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -668,6 +673,10 @@ mod tests {
         e.close().unwrap();
         let (e, report) = Engine::open(dir.path(), opts(FsyncPolicy::No, 4096)).unwrap();
         assert_eq!(report.streams, 1);
+        assert_eq!(
+            report.tail_bytes_replayed, 0,
+            "clean reopen replays nothing"
+        );
         assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
         assert_eq!(report.bytes_truncated, 0);
         let s = e.stream(0, b"s").unwrap();
@@ -869,5 +878,47 @@ mod tests {
             )
             .unwrap();
         assert_eq!(all.len() as u64, len);
+    }
+
+    #[test]
+    fn memory_scales_with_index_points_not_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, _) = Engine::open(dir.path(), opts(FsyncPolicy::No, 1 << 20)).unwrap();
+        let (s, _) = e.create_stream(0, b"s").unwrap();
+        let n = 100_000u64;
+        for i in 1..=n {
+            s.add(
+                IdSpec::Explicit(StreamId::new(i, 0)),
+                &f("0123456789012345678901234567890123456789"),
+                0,
+            )
+            .unwrap();
+        }
+        // Read everything, so every sealed segment's index is loaded.
+        let all = s
+            .range(
+                Bound::Unbounded,
+                Bound::Unbounded,
+                usize::MAX,
+                Direction::Forward,
+            )
+            .unwrap();
+        assert_eq!(all.len() as u64, n);
+        let bytes = s.index_memory();
+        // About one 24-byte point per 8 KiB of records: well under a byte per entry, so
+        // 100 M entries stay in tens of MiB.
+        assert!(
+            bytes < n as usize / 2,
+            "{bytes} bytes of index for {n} entries"
+        );
+    }
+
+    #[test]
+    fn engine_can_move_between_threads() {
+        fn send<T: Send>() {}
+        fn sync<T: Send + Sync>() {}
+        send::<Engine>();
+        sync::<Stream>();
+        sync::<Durability>();
     }
 }

@@ -39,10 +39,10 @@
 //!    every pending entry, acknowledgement and claim whose Lsn was durable is there.
 //! 2. An XACK whose Lsn was durable never reappears in the PEL.
 //! 3. Delivery counts never decrease.
-//! 4. Every PEL ID is ≤ the stream's last ID; a last-delivered ID reached by delivering entries
-//!    is ≤ the stream's last ID. (A last-delivered ID *set* ahead of the stream with XGROUP
-//!    CREATE/SETID or XCLAIM LASTID is kept: Redis allows it. Likewise SETID to an earlier ID
-//!    and XCLAIM FORCE can leave PEL IDs above last-delivered, as in Redis.)
+//! 4. Every PEL ID is ≤ the stream's last ID, and so is every last-delivered ID, except one
+//!    that a command (XGROUP CREATE/SETID, XCLAIM LASTID) set above the stream's last ID of
+//!    that moment, which Redis allows and recovery keeps. PEL IDs are ≤ last-delivered unless
+//!    SETID moved it back or XCLAIM FORCE claimed an undelivered entry, both allowed by Redis.
 //! 5. If the stream lost its tail (policy `everysec`/`no`), groups are clamped to what the
 //!    stream still holds — deliveries of lost entries leave the PEL, last-delivered drops to the
 //!    stream's last ID with entries-read re-estimated — the clamp is made durable at once, and
@@ -181,10 +181,10 @@ impl Stream {
         id: StreamId,
         entries_read: Option<u64>,
     ) -> Result<Lsn> {
-        let p = self
-            .group_store()
-            .set()
-            .plan_create_group(group, id, entries_read)?;
+        let p =
+            self.group_store()
+                .set()
+                .plan_create_group(group, id, entries_read, self.last_id())?;
         self.commit_group(p.change)
     }
 
@@ -198,7 +198,7 @@ impl Stream {
         let p = self
             .group_store()
             .set()
-            .plan_set_id(group, id, entries_read)?;
+            .plan_set_id(group, id, entries_read, self.last_id())?;
         self.commit_group(p.change)
     }
 

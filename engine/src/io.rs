@@ -230,9 +230,78 @@ impl OsFile {
     }
 }
 
+/// Asks the kernel to drop a file's cached pages (`posix_fadvise(DONTNEED)`), so a
+/// benchmark can measure cold reads without root. Pages mapped by a live map stay.
+pub fn evict_from_page_cache(path: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = File::open(path)?;
+    file.sync_all()?;
+    // SAFETY: posix_fadvise only reads its integer arguments; the descriptor is owned by
+    // `file`, open for the duration of the call.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ad-hoc measurement behind the crate docs' choice of pwrite(2) over writing through a
+    /// shared map (`cargo test --release -p sluice-engine write_vs_map -- --ignored
+    /// --nocapture`). Prints figures; asserts nothing about speed.
+    #[test]
+    #[ignore]
+    fn write_vs_map() {
+        use std::time::Instant;
+        let dir = tempfile::tempdir().unwrap();
+        let n = 200_000usize;
+        let rec = [0xA5u8; 128];
+        let size = (n * rec.len()) as u64;
+        for sync_every in [0usize, 100] {
+            let p = dir.path().join(format!("pwrite{sync_every}"));
+            let f = OsVfs.open(&p, true).unwrap();
+            f.allocate(size).unwrap();
+            let t = Instant::now();
+            for i in 0..n {
+                f.write_all_at(&rec, (i * rec.len()) as u64).unwrap();
+                if sync_every > 0 && i % sync_every == sync_every - 1 {
+                    f.sync_data().unwrap();
+                }
+            }
+            let pw = t.elapsed();
+            let p = dir.path().join(format!("map{sync_every}"));
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&p)
+                .unwrap();
+            OsVfs.open(&p, false).unwrap().allocate(size).unwrap();
+            // SAFETY: test-only writable mapping of a file this test owns exclusively.
+            let mut map = unsafe { memmap2::MmapMut::map_mut(&file).unwrap() };
+            let t = Instant::now();
+            for i in 0..n {
+                let at = i * rec.len();
+                map[at..at + rec.len()].copy_from_slice(&rec);
+                if sync_every > 0 && i % sync_every == sync_every - 1 {
+                    let from = (at + rec.len()).saturating_sub(sync_every * rec.len()) & !4095;
+                    map.flush_range(from, at + rec.len() - from).unwrap();
+                }
+            }
+            let mm = t.elapsed();
+            println!(
+                "{n} appends of {} B, sync every {sync_every}: pwrite {:.0} ns/append, map {:.0} ns/append",
+                rec.len(),
+                pw.as_nanos() as f64 / n as f64,
+                mm.as_nanos() as f64 / n as f64
+            );
+        }
+    }
 
     #[test]
     fn os_file_roundtrip_and_map() {

@@ -139,18 +139,31 @@ pub fn verify(header_bytes: &[u8], header: &Header, body: &[u8]) -> Result<(), I
 
 /// Appends a complete record (header + body) of `kind` to `out`.
 pub fn encode(out: &mut Vec<u8>, kind: Kind, body: &[u8]) {
+    encode_with(out, kind, |out| out.extend_from_slice(body));
+}
+
+/// Appends a record whose body `write_body` appends to `out` (no intermediate buffer).
+pub fn encode_with(out: &mut Vec<u8>, kind: Kind, write_body: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     out.extend_from_slice(&MAGIC);
     out.push(kind as u8);
     out.push(STATE_LIVE);
     out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&[0, 0, 0, 0]);
-    let crc = checksum(out.get(start..).unwrap_or(&[]), body);
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    write_body(out);
+    let body_len = (out.len() - start - HEADER_LEN) as u32;
+    if let Some(slot) = out.get_mut(start + 8..start + 12) {
+        slot.copy_from_slice(&body_len.to_le_bytes());
+    }
+    let crc = {
+        let header = out.get(start..start + HEADER_LEN).unwrap_or(&[]);
+        let body = out.get(start + HEADER_LEN..).unwrap_or(&[]);
+        checksum(header, body)
+    };
     if let Some(slot) = out.get_mut(start + 12..start + 16) {
         slot.copy_from_slice(&crc.to_le_bytes());
     }
-    out.extend_from_slice(body);
 }
 
 /// Decodes a whole record from `bytes` (starting at its header), verifying the CRC.
@@ -227,28 +240,29 @@ pub struct StreamState {
     pub max_deleted: StreamId,
     pub entries_added: u64,
     pub length: u64,
-    /// Entries with an ID ≤ this were trimmed away.
-    pub trimmed: Option<StreamId>,
+    /// Entries stored before this log position were trimmed away. A position rather than
+    /// an ID: after an XSETID lowers the last ID, new entries may have IDs below old,
+    /// trimmed ones, but they always come later in the log.
+    pub trim_pos: LogPos,
+}
+
+/// A place in a stream's log: segment number, then byte offset in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogPos {
+    pub segment: u64,
+    pub offset: u64,
 }
 
 impl StreamState {
-    pub const ENCODED_LEN: usize = 16 + 16 + 8 + 8 + 1 + 16;
+    pub const ENCODED_LEN: usize = 16 + 16 + 8 + 8 + 8 + 8;
 
     pub fn encode(&self, out: &mut Vec<u8>) {
         put_id(out, self.last_id);
         put_id(out, self.max_deleted);
         put_u64(out, self.entries_added);
         put_u64(out, self.length);
-        match self.trimmed {
-            Some(id) => {
-                out.push(1);
-                put_id(out, id);
-            }
-            None => {
-                out.push(0);
-                put_id(out, StreamId::MIN);
-            }
-        }
+        put_u64(out, self.trim_pos.segment);
+        put_u64(out, self.trim_pos.offset);
     }
 
     pub fn decode(r: &mut Reader<'_>) -> Option<StreamState> {
@@ -256,25 +270,22 @@ impl StreamState {
         let max_deleted = r.id()?;
         let entries_added = r.u64()?;
         let length = r.u64()?;
-        let flag = r.u8()?;
-        let trim = r.id()?;
-        let trimmed = match flag {
-            0 => None,
-            1 => Some(trim),
-            _ => return None,
+        let trim_pos = LogPos {
+            segment: r.u64()?,
+            offset: r.u64()?,
         };
         Some(StreamState {
             last_id,
             max_deleted,
             entries_added,
             length,
-            trimmed,
+            trim_pos,
         })
     }
 
-    /// True if an entry with this ID was trimmed away.
-    pub fn is_trimmed(&self, id: StreamId) -> bool {
-        self.trimmed.is_some_and(|t| id <= t)
+    /// True if the record at `offset` of `segment` was trimmed away.
+    pub fn is_trimmed(&self, segment: u64, offset: u64) -> bool {
+        LogPos { segment, offset } < self.trim_pos
     }
 }
 
@@ -366,23 +377,19 @@ impl Control {
     }
 }
 
-/// Encodes an entry body: ID, field count, then length-prefixed fields and values.
+/// Encodes an entry record: ID, field count, then length-prefixed fields and values.
 pub fn encode_entry(out: &mut Vec<u8>, id: StreamId, fields: &[(bytes::Bytes, bytes::Bytes)]) {
-    let mut body = Vec::with_capacity(
-        20 + fields
-            .iter()
-            .map(|(f, v)| 8 + f.len() + v.len())
-            .sum::<usize>(),
-    );
-    put_id(&mut body, id);
-    body.extend_from_slice(&(fields.len() as u32).to_le_bytes());
-    for (f, v) in fields {
-        body.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        body.extend_from_slice(f);
-        body.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        body.extend_from_slice(v);
-    }
-    encode(out, Kind::Entry, &body);
+    out.reserve(entry_record_len(fields) as usize);
+    encode_with(out, Kind::Entry, |body| {
+        put_id(body, id);
+        body.extend_from_slice(&(fields.len() as u32).to_le_bytes());
+        for (f, v) in fields {
+            body.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            body.extend_from_slice(f);
+            body.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            body.extend_from_slice(v);
+        }
+    });
 }
 
 /// Size of an encoded entry record.
@@ -487,7 +494,10 @@ mod tests {
             max_deleted: StreamId::new(3, 0),
             entries_added: 12,
             length: 4,
-            trimmed: Some(StreamId::new(2, 7)),
+            trim_pos: LogPos {
+                segment: 2,
+                offset: 7,
+            },
         };
         for c in [
             Control::Header {

@@ -34,12 +34,16 @@ struct Replay {
     torn_bytes: u64,
     torn_records: u64,
     corruptions: Vec<String>,
+    /// Taken from the clean-shutdown index instead of replaying.
+    fast: bool,
 }
 
-/// Replays the records of a tail segment mapped with `capacity` bytes.
+/// Replays the records of a tail segment mapped with `capacity` bytes, of which the file
+/// holds `end` (nothing at or past `end` is read).
 fn replay(
     map: &Mapping,
     capacity: u64,
+    end: u64,
     durable: u64,
     number: u64,
     fallback: StreamState,
@@ -57,13 +61,14 @@ fn replay(
         torn_bytes: 0,
         torn_records: 0,
         corruptions: Vec::new(),
+        fast: false,
     };
     let mut pos = 0u64;
     loop {
-        if pos + HEADER_LEN as u64 > capacity {
+        if pos + HEADER_LEN as u64 > end {
             break;
         }
-        match read_record(map, pos, capacity)? {
+        match read_record(map, pos, end)? {
             Ok(rec) => {
                 r.records += 1;
                 apply(&mut r, &rec, number);
@@ -75,19 +80,19 @@ fn replay(
                         "{}: invalid record ({invalid:?}) at offset {pos}, below the fsync'd offset {durable}; skipped to the next valid record",
                         path.display()
                     ));
-                    match resync(map, pos + 1, capacity)? {
+                    match resync(map, pos + 1, end)? {
                         Some(p) => {
                             pos = p;
                             continue;
                         }
                         None => {
                             // Nothing valid follows: keep the damaged bytes, append after them.
-                            pos = durable;
+                            pos = durable.min(end);
                             break;
                         }
                     }
                 }
-                let window_end = capacity.min(pos + TORN_WINDOW);
+                let window_end = end.min(pos + TORN_WINDOW);
                 if invalid == Invalid::Zero && zero_page(map, pos, window_end)? {
                     break;
                 }
@@ -168,6 +173,42 @@ fn count_torn(map: &Mapping, pos: u64, end: u64) -> std::io::Result<(u64, u64)> 
         }
     }
     Ok((bytes, records))
+}
+
+/// The fast path after a clean shutdown: the meta file's durable offset matches the tail
+/// index saved by `sync` and nothing follows it, so the tail need not be replayed (open
+/// cost stays independent of the tail's size).
+fn clean_tail(
+    vfs: &std::sync::Arc<dyn crate::io::Vfs>,
+    dir: &Path,
+    map: &Mapping,
+    len: u64,
+    capacity: u64,
+    number: u64,
+    found: Option<MetaValue>,
+) -> Option<Replay> {
+    let m = found.filter(|m| m.tail == number && m.durable <= len)?;
+    let index_path = dir.join(segment::index_file_name(number));
+    let mut index = SegmentIndex::load(vfs, &index_path, number)?;
+    if index.written != m.durable || m.durable == 0 {
+        return None;
+    }
+    let window_end = len.min(m.durable + 4096);
+    if !zero_page(map, m.durable, window_end).ok()? {
+        return None;
+    }
+    index.spacing = crate::index::spacing_for(capacity);
+    Some(Replay {
+        state: m.state,
+        index,
+        redo: Vec::new(),
+        header_ok: true,
+        records: 1,
+        torn_bytes: 0,
+        torn_records: 0,
+        corruptions: Vec::new(),
+        fast: true,
+    })
 }
 
 impl Stream {
@@ -272,8 +313,16 @@ impl Stream {
                 let path = dir.join(segment::file_name(number, base));
                 let data = SegmentData::create(vfs, &path, ctx.segment_size, &header)
                     .map_err(|e| Error::io("create a segment", e))?;
-                let rep = replay(&data.map, data.capacity, 0, number, fallback, &path)
-                    .map_err(|e| Error::io("replay a segment", e))?;
+                let rep = replay(
+                    &data.map,
+                    data.capacity,
+                    data.allocated,
+                    0,
+                    number,
+                    fallback,
+                    &path,
+                )
+                .map_err(|e| Error::io("replay a segment", e))?;
                 segs.push((number, base));
                 break (number, base, data, rep);
             };
@@ -285,10 +334,6 @@ impl Stream {
                 .len()
                 .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
             let capacity = len.max(ctx.segment_size);
-            if len < capacity {
-                file.allocate(capacity)
-                    .map_err(|e| Error::io(format!("allocate {}", path.display()), e))?;
-            }
             let map = file
                 .map(capacity)
                 .map_err(|e| Error::io(format!("map {}", path.display()), e))?;
@@ -296,8 +341,11 @@ impl Stream {
                 Some(m) if m.tail == number => m.durable,
                 _ => 0,
             };
-            let rep = replay(&map, capacity, durable, number, fallback, &path)
-                .map_err(|e| Error::io(format!("replay {}", path.display()), e))?;
+            let rep = match clean_tail(vfs, &dir, &map, len, capacity, number, found) {
+                Some(rep) => rep,
+                None => replay(&map, capacity, len, durable, number, fallback, &path)
+                    .map_err(|e| Error::io(format!("replay {}", path.display()), e))?,
+            };
             if !rep.header_ok {
                 let meta_behind = found.is_none_or(|m| m.tail < number);
                 if segs.len() > 1 && meta_behind && rep.records == 0 {
@@ -321,11 +369,15 @@ impl Stream {
                 map,
                 index: SegmentIndex::default(),
                 capacity,
+                allocated: len,
             };
             break (number, base, data, rep);
         };
 
         report.segments += segs.len() as u64;
+        if !rep.fast {
+            report.tail_bytes_replayed += rep.index.written;
+        }
         report.bytes_truncated += rep.torn_bytes;
         report.records_truncated += rep.torn_records;
         report.corruptions.extend(rep.corruptions.iter().cloned());
@@ -333,12 +385,11 @@ impl Stream {
         let mut data = data;
         let path = dir.join(segment::file_name(number, base));
         if rep.torn_bytes > 0 {
-            // Cut the torn tail and re-extend with zeros (the map stays valid: the file is
-            // back at full length before anything reads it again).
+            // Cut the torn tail; appends re-allocate (zeroed) space as they need it.
             data.file
                 .set_len(written)
-                .and_then(|()| data.file.allocate(data.capacity))
                 .map_err(|e| Error::io(format!("truncate {}", path.display()), e))?;
+            data.allocated = written;
         }
         data.index = rep.index;
         let sealed = segs
@@ -377,22 +428,8 @@ impl Stream {
                 stream.write_flag(segment, offset)?;
             }
         }
-        // Segments entirely below the trim point (a crash between trim and unlink).
-        let mut k = 0;
-        while k < stream.sealed.len()
-            && stream.state.trimmed.is_some_and(|t| {
-                stream
-                    .sealed
-                    .get(k + 1)
-                    .map_or(stream.tail.base, |s| s.base)
-                    <= t
-            })
-        {
-            k += 1;
-        }
-        if k > 0 {
-            stream.drop_segments(k)?;
-        }
+        // Segments entirely before the trim position (a crash between trim and unlink).
+        stream.drop_trimmed_segments()?;
         stream.recover_groups(report)?;
         report.streams += 1;
         Ok(Some(stream))

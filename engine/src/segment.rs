@@ -1,5 +1,6 @@
-//! One segment file: preallocated to its capacity, appended with pwrite(2), read through a
-//! read-only map of that capacity made once. Named `<number:016x>-<ms>-<seq>.seg`: a
+//! One segment file: appended with pwrite(2) into space preallocated with fallocate (in
+//! doubling steps up to the segment's capacity, so thousands of small streams do not each
+//! reserve 64 MiB), read through a read-only map of the whole capacity made once. Named `<number:016x>-<ms>-<seq>.seg`: a
 //! per-stream sequence number (the order) and the segment's base ID (no entry in it is
 //! smaller). Readers never look past the segment's valid end (`written`).
 
@@ -35,8 +36,15 @@ pub struct SegmentData {
     pub file: Arc<dyn VFile>,
     pub map: Mapping,
     pub index: SegmentIndex,
+    /// Size of the map (the most the segment may hold).
     pub capacity: u64,
+    /// Bytes allocated in the file so far (≤ capacity; reads never go past `index.written`,
+    /// which never exceeds this).
+    pub allocated: u64,
 }
+
+/// First allocation of a new segment; later ones double up to the capacity.
+const FIRST_ALLOCATION: u64 = 64 << 10;
 
 impl SegmentData {
     /// Creates a new segment file: allocated to `capacity`, holding `header` (a complete
@@ -49,7 +57,8 @@ impl SegmentData {
     ) -> io::Result<SegmentData> {
         let file = vfs.open(path, true)?;
         file.set_len(0)?;
-        file.allocate(capacity)?;
+        let allocated = capacity.min(FIRST_ALLOCATION.max(header.len() as u64));
+        file.allocate(allocated)?;
         file.write_all_at(header, 0)?;
         let map = file.map(capacity)?;
         let index = SegmentIndex {
@@ -62,7 +71,22 @@ impl SegmentData {
             map,
             index,
             capacity,
+            allocated,
         })
+    }
+
+    /// Makes sure `[0, end)` is allocated (fallocate), growing by doubling.
+    pub fn ensure_allocated(&mut self, end: u64) -> io::Result<()> {
+        if end <= self.allocated {
+            return Ok(());
+        }
+        let want = end
+            .max(self.allocated.saturating_mul(2))
+            .max(FIRST_ALLOCATION)
+            .min(self.capacity.max(end));
+        self.file.allocate(want)?;
+        self.allocated = want;
+        Ok(())
     }
 
     pub fn view(&self, number: u64) -> View<'_> {
@@ -173,6 +197,8 @@ pub struct Records<'a> {
     pub skipped: u64,
     /// Stop (instead of resynchronising) at an all-zero header: rebuilding an index.
     pub stop_at_zero: bool,
+    /// Engine-wide count of skipped invalid regions, if the reader reports them.
+    pub counter: Option<&'a std::sync::atomic::AtomicU64>,
 }
 
 impl<'a> Records<'a> {
@@ -183,7 +209,14 @@ impl<'a> Records<'a> {
             end,
             skipped: 0,
             stop_at_zero: false,
+            counter: None,
         }
+    }
+
+    /// Reports every skipped invalid region to `counter`.
+    pub fn counting(mut self, counter: &'a std::sync::atomic::AtomicU64) -> Self {
+        self.counter = Some(counter);
+        self
     }
 }
 
@@ -206,6 +239,9 @@ impl<'a> Iterator for Records<'a> {
                 }
                 Ok(Err(_)) => {
                     self.skipped += 1;
+                    if let Some(c) = self.counter {
+                        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     match resync(self.map, self.pos + 1, self.end) {
                         Ok(Some(p)) => self.pos = p,
                         Ok(None) => {
@@ -240,6 +276,7 @@ pub fn open_sealed(
         map,
         index,
         capacity: len,
+        allocated: len,
     })
 }
 

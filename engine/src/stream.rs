@@ -25,7 +25,7 @@ use crate::{
     io::{VFile, Vfs},
     logfile::rewrite_atomic,
     meta::{MetaFile, MetaValue},
-    record::{self, Control, StreamState, STATE_DELETED, STATE_OFFSET},
+    record::{self, Control, LogPos, StreamState, STATE_DELETED, STATE_OFFSET},
     segment::{self, RawRecord, SegmentData, View},
     Direction, Entry, Error, IdSpec, Lsn, Result, StreamId, StreamMeta, TrimSpec, TrimStrategy,
 };
@@ -79,6 +79,8 @@ pub struct Stream {
     pub(crate) meta: MetaFile,
     /// `(lsn, tail, offset)`: once `lsn` is fsync'd, `offset` of segment `tail` is durable.
     pub(crate) meta_candidate: Option<(Lsn, u64, u64)>,
+    /// `(tail, written)` of the last tail index file saved by `sync`.
+    pub(crate) tail_index_saved: Option<(u64, u64)>,
     /// Cached ID of the first live entry (`None` = unknown).
     pub(crate) first_cache: Mutex<Option<StreamId>>,
     scratch: Vec<u8>,
@@ -127,6 +129,7 @@ impl Stream {
             flag_dirty: BTreeSet::new(),
             meta,
             meta_candidate: None,
+            tail_index_saved: None,
             first_cache: Mutex::new(None),
             scratch: Vec::new(),
         }
@@ -274,6 +277,10 @@ impl Stream {
             self.roll(base, len)?;
         }
         let offset = self.tail.data.index.written;
+        self.tail
+            .data
+            .ensure_allocated(offset + len)
+            .map_err(|e| Error::io("allocate segment space", e))?;
         if let Err(e) = self.tail.data.file.write_all_at(rec, offset) {
             return Err(self.ctx.durability.write_failed("append to a segment", e));
         }
@@ -520,10 +527,28 @@ impl Stream {
         }
     }
 
-    fn is_live(&self, rec: &RawRecord<'_>, id: StreamId) -> bool {
+    fn is_live(&self, segment: u64, rec: &RawRecord<'_>, id: StreamId) -> bool {
         !record::is_deleted_state(rec.header.state)
             && !self.pending_deletes.contains_key(&id)
-            && !self.state.is_trimmed(id)
+            && !self.state.is_trimmed(segment, rec.offset)
+    }
+
+    /// Where scanning segment `v` may start for IDs ≥ `lo`: its index point, but never
+    /// before the trim position; `None` if the whole segment is trimmed.
+    fn start_in(&self, v: &View<'_>, lo: StreamId) -> Option<u64> {
+        let t = self.state.trim_pos;
+        let seek = v.index.seek(lo);
+        match v.number.cmp(&t.segment) {
+            std::cmp::Ordering::Less => None,
+            std::cmp::Ordering::Equal => Some(seek.max(t.offset)),
+            std::cmp::Ordering::Greater => Some(seek),
+        }
+    }
+
+    /// Whether segment `i` lies entirely before the trim position.
+    fn segment_trimmed(&self, i: usize) -> bool {
+        let number = self.sealed.get(i).map_or(self.tail.number, |s| s.number);
+        number < self.state.trim_pos.segment
     }
 
     /// Visits live entries with `lo ≤ id ≤ hi` in ID order until `f` returns false.
@@ -534,28 +559,27 @@ impl Stream {
         hi: StreamId,
         mut f: impl FnMut(u64, &RawRecord<'_>, StreamId) -> Result<bool>,
     ) -> Result<()> {
-        let lo = match self.state.trimmed {
-            Some(t) if t >= lo => match t.next() {
-                Some(n) => n,
-                None => return Ok(()),
-            },
-            _ => lo,
-        };
         if lo > hi {
             return Ok(());
         }
         for i in 0..self.segment_count() {
-            if self.upper(i) < lo || self.base(i) > hi {
+            if self.upper(i) < lo || self.base(i) > hi || self.segment_trimmed(i) {
                 continue;
             }
             let stop = self.with_view(i, |v| {
-                for rec in v.records(v.index.seek(lo)) {
+                let Some(start) = self.start_in(&v, lo) else {
+                    return Ok(false);
+                };
+                for rec in v
+                    .records(start)
+                    .counting(self.ctx.durability.corrupt_counter())
+                {
                     let rec = rec.map_err(|e| Error::io("read a segment", e))?;
                     let Some(id) = rec.entry_id() else { continue };
                     if id < lo {
                         continue;
                     }
-                    let live = self.is_live(&rec, id);
+                    let live = self.is_live(v.number, &rec, id);
                     if id > hi {
                         // Entries in a segment are ordered: nothing further here matches,
                         // and a live one proves no later segment does either.
@@ -583,18 +607,11 @@ impl Stream {
         hi: StreamId,
         mut f: impl FnMut(Entry) -> bool,
     ) -> Result<()> {
-        let lo = match self.state.trimmed {
-            Some(t) if t >= lo => match t.next() {
-                Some(n) => n,
-                None => return Ok(()),
-            },
-            _ => lo,
-        };
         if lo > hi {
             return Ok(());
         }
         for i in (0..self.segment_count()).rev() {
-            if self.upper(i) < lo || self.base(i) > hi {
+            if self.upper(i) < lo || self.base(i) > hi || self.segment_trimmed(i) {
                 continue;
             }
             let stop = self.with_view(i, |v| {
@@ -608,10 +625,12 @@ impl Stream {
                     };
                     let end = points.get(j + 1).map_or(v.index.written, |n| n.offset);
                     let mut chunk = Vec::new();
-                    for rec in segment::Records::new(v.map, p.offset, end) {
+                    let records = segment::Records::new(v.map, p.offset, end)
+                        .counting(self.ctx.durability.corrupt_counter());
+                    for rec in records {
                         let rec = rec.map_err(|e| Error::io("read a segment", e))?;
                         let Some(id) = rec.entry_id() else { continue };
-                        if id < lo || id > hi || !self.is_live(&rec, id) {
+                        if id < lo || id > hi || !self.is_live(v.number, &rec, id) {
                             continue;
                         }
                         if let Some(e) = record::decode_entry(rec.body()) {
@@ -738,11 +757,11 @@ impl Stream {
         self.with_view(i, |v| {
             let mut live = 0;
             let mut max = None;
-            for rec in v.records(0) {
+            for rec in v.records(0).counting(self.ctx.durability.corrupt_counter()) {
                 let rec = rec.map_err(|e| Error::io("read a segment", e))?;
                 let Some(id) = rec.entry_id() else { continue };
                 max = Some(max.map_or(id, |m: StreamId| m.max(id)));
-                if self.is_live(&rec, id) {
+                if self.is_live(v.number, &rec, id) {
                     live += 1;
                 }
             }
@@ -763,71 +782,73 @@ impl Stream {
     pub fn trim(&mut self, spec: TrimSpec) -> Result<(u64, Lsn)> {
         self.ctx.durability.check()?;
         self.settle()?;
-        let (removed, last, whole) = if spec.approx {
+        let (removed, pos) = if spec.approx {
             self.plan_approx(spec)?
         } else {
-            let (removed, last) = self.plan_exact(spec.strategy)?;
-            (removed, last, None)
+            self.plan_exact(spec.strategy)?
         };
-        let new_trim = match (self.state.trimmed, last) {
-            (Some(t), Some(l)) => Some(t.max(l)),
-            (t, l) => t.or(l),
-        };
-        if removed == 0 && new_trim == self.state.trimmed && whole.unwrap_or(0) == 0 {
+        let new_pos = self.state.trim_pos.max(pos);
+        if removed == 0 && new_pos == self.state.trim_pos {
             return Ok((0, self.ctx.durability.next_lsn()));
         }
         let mut state = self.state;
         state.length = state.length.saturating_sub(removed);
-        state.trimmed = new_trim;
+        state.trim_pos = new_pos;
         let lsn = self.append_control(&Control::Trim(state))?;
         self.state = state;
         *lock(&self.first_cache) = None;
-        let drop_count = match whole {
-            Some(k) => k,
-            None => {
-                let mut k = 0;
-                while k < self.sealed.len() && self.state.is_trimmed(self.upper(k)) {
-                    k += 1;
-                }
-                k
-            }
-        };
-        self.drop_segments(drop_count)?;
+        self.drop_trimmed_segments()?;
         Ok((removed, lsn))
     }
 
-    /// Exact trim: how many live entries go and the ID of the last one.
-    fn plan_exact(&self, strategy: TrimStrategy) -> Result<(u64, Option<StreamId>)> {
+    /// Removes the files of sealed segments entirely before the trim position.
+    pub(crate) fn drop_trimmed_segments(&mut self) -> Result<()> {
+        let k = self
+            .sealed
+            .iter()
+            .take_while(|s| s.number < self.state.trim_pos.segment)
+            .count();
+        self.drop_segments(k)
+    }
+
+    /// Exact trim: how many live entries go, and the log position just past the last one.
+    fn plan_exact(&self, strategy: TrimStrategy) -> Result<(u64, LogPos)> {
+        let none = (0, LogPos::default());
         let (hi, limit) = match strategy {
             TrimStrategy::MaxLen(n) => (StreamId::MAX, self.state.length.saturating_sub(n)),
             TrimStrategy::MinId(m) => match m.prev() {
                 Some(hi) => (hi, u64::MAX),
-                None => return Ok((0, None)),
+                None => return Ok(none),
             },
         };
         if limit == 0 {
-            return Ok((0, None));
+            return Ok(none);
         }
         let mut removed = 0;
-        let mut last = None;
-        self.scan_forward(StreamId::MIN, hi, |_, _, id| {
+        let mut pos = LogPos::default();
+        self.scan_forward(StreamId::MIN, hi, |segment, rec, _| {
             removed += 1;
-            last = Some(id);
+            pos = LogPos {
+                segment,
+                offset: rec.offset + 1,
+            };
             Ok(removed < limit)
         })?;
-        Ok((removed, last))
+        Ok((removed, pos))
     }
 
     /// Approximate trim: whole sealed segments from the front.
-    fn plan_approx(&self, spec: TrimSpec) -> Result<(u64, Option<StreamId>, Option<usize>)> {
+    fn plan_approx(&self, spec: TrimSpec) -> Result<(u64, LogPos)> {
         let limit = match spec.limit {
             None | Some(0) => u64::MAX,
             Some(l) => l,
         };
         let mut removed = 0u64;
-        let mut last: Option<StreamId> = None;
-        let mut whole = 0;
+        let mut pos = LogPos::default();
         for i in 0..self.sealed.len() {
+            if self.segment_trimmed(i) {
+                continue;
+            }
             let (live, max) = self.count_segment(i)?;
             let fits = match spec.strategy {
                 TrimStrategy::MaxLen(n) => self.state.length.saturating_sub(removed + live) >= n,
@@ -837,16 +858,20 @@ impl Stream {
                 break;
             }
             removed += live;
-            if let Some(x) = max {
-                last = Some(last.map_or(x, |l| l.max(x)));
-            }
-            whole += 1;
+            // Everything up to the start of the next segment goes.
+            pos = LogPos {
+                segment: self
+                    .sealed
+                    .get(i + 1)
+                    .map_or(self.tail.number, |s| s.number),
+                offset: 0,
+            };
         }
-        Ok((removed, last, Some(whole)))
+        Ok((removed, pos))
     }
 
     /// Removes the first `k` sealed segments' files, once the trim record is durable.
-    pub(crate) fn drop_segments(&mut self, k: usize) -> Result<()> {
+    fn drop_segments(&mut self, k: usize) -> Result<()> {
         if k == 0 {
             return Ok(());
         }
@@ -930,6 +955,16 @@ impl Stream {
             }
         }
         let durable = self.tail.data.index.written;
+        let saved = (self.tail.number, durable);
+        if self.tail_index_saved != Some(saved) {
+            // Lets a clean reopen skip replaying the tail (see `Stream::open`).
+            let bytes = self.tail.data.index.encode(self.tail.number);
+            let name = segment::index_file_name(self.tail.number);
+            rewrite_atomic(&self.ctx.vfs, &self.dir, &name, &bytes, false)
+                .map_err(|e| Error::io("write the tail index", e))?;
+            self.ctx.durability.count_fsync();
+            self.tail_index_saved = Some(saved);
+        }
         if self.meta.value.durable != durable || self.meta.value.tail != self.tail.number {
             self.write_meta(durable, true)?;
         }

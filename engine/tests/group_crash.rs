@@ -254,6 +254,8 @@ fn lost_stream_tail_clamps_groups_and_reports_it() {
         s.create_group(b"g", StreamId::MIN, Some(0)).unwrap();
         s.create_group(b"ahead", StreamId::new(100, 0), None)
             .unwrap();
+        let dollar = s.last_id();
+        s.create_group(b"dollar", dollar, None).unwrap();
         let (got, _) = s
             .read_group(b"g", b"a", GroupStart::New, None, false, 6)
             .unwrap();
@@ -265,7 +267,7 @@ fn lost_stream_tail_clamps_groups_and_reports_it() {
     let rel = journal.strip_prefix(late.path()).unwrap();
     std::fs::copy(&journal, early.path().join(rel)).unwrap();
     let (engine, report) = Engine::open(early.path(), options(FsyncPolicy::EverySec)).unwrap();
-    assert_eq!(report.group_clamps.len(), 1, "{:?}", report.group_clamps);
+    assert_eq!(report.group_clamps.len(), 2, "{:?}", report.group_clamps);
     let s = engine.stream(0, b"s").unwrap();
     let g = s.group_info(b"g").unwrap();
     assert_eq!(g.last_delivered_id, StreamId::new(10, 0));
@@ -274,6 +276,10 @@ fn lost_stream_tail_clamps_groups_and_reports_it() {
     assert_eq!(
         s.group_info(b"ahead").unwrap().last_delivered_id,
         StreamId::new(100, 0)
+    );
+    assert_eq!(
+        s.group_info(b"dollar").unwrap().last_delivered_id,
+        StreamId::new(10, 0)
     );
     let pel = s
         .pending(b"g", Bound::Unbounded, Bound::Unbounded, 100, None, None, 0)

@@ -60,7 +60,12 @@ impl KeyspaceFlags {
         if ALL_CLASSES.chars().all(|c| self.classes.contains(c)) {
             out.push('A');
         } else {
-            out.extend(ALL_CLASSES.chars().filter(|c| self.classes.contains(*c)));
+            // Every class but `m`, which is printed last: `n` shows here (not under `A`).
+            out.extend(
+                CLASS_ORDER
+                    .chars()
+                    .filter(|c| *c != 'm' && self.classes.contains(*c)),
+            );
         }
         if self.keyspace {
             out.push('K');
@@ -514,6 +519,7 @@ mod tests {
         assert_eq!(f.to_redis_string(), "gxKE");
         assert!(f.wants('x') && !f.wants('t'));
         assert_eq!(KeyspaceFlags::parse("Em").unwrap().to_redis_string(), "Em");
+        assert_eq!(KeyspaceFlags::parse("En").unwrap().to_redis_string(), "nE");
         assert_eq!(
             KeyspaceFlags::parse("Eg$lshzxetdn")
                 .unwrap()

@@ -1,68 +1,1286 @@
-//! The memory-only pub/sub hub. Placeholder until the pub/sub branch lands; the signatures
-//! below are what the connection and server call.
+//! The memory-only pub/sub hub: channels, shard channels and patterns with their subscribers,
+//! fan-out of published messages, output-buffer limits, and keyspace notifications.
+//!
+//! # Design
+//! - A published message is encoded once per protocol it is needed in (RESP2 `*3 message`,
+//!   RESP3 `>3` push; a `pmessage` once per matching pattern) and the same [`Bytes`] is queued
+//!   to every receiver. A publish never touches a socket: each subscriber has a queue that its
+//!   connection drains ([`Session::recv`]), so a slow reader costs the publisher one push.
+//! - A subscriber whose queued bytes exceed `client-output-buffer-limit pubsub` (hard, or soft
+//!   for longer than its seconds) is cut off at once: its queue is dropped and
+//!   [`Session::recv`] returns `None` so its connection closes. Nobody else notices.
+//! - Patterns are indexed in a byte trie by their literal prefix (the bytes before the first
+//!   glob metacharacter, at most [`MAX_INDEXED_PREFIX`]): a publish walks the trie along the
+//!   channel name and tests only patterns whose prefix the channel starts with.
+//! - Subscribe and unsubscribe confirmations go through the same queue as messages, queued
+//!   under the hub's write lock, so a client sees exactly Redis' order: no message of a
+//!   channel before its `subscribe` confirmation, none after its `unsubscribe`.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::Notify;
 
 use crate::cmd::KeyspaceEvent;
-use crate::config::KeyspaceFlags;
-use crate::reply::Protocol;
+use crate::config::{KeyspaceFlags, OutputLimit};
+use crate::glob;
+use crate::reply::{Protocol, Reply};
 use crate::server::Shared;
 
-/// Channels and patterns with their subscribers.
-#[derive(Debug, Default)]
-pub struct Hub {
-    _private: (),
+/// Patterns are indexed by at most this many bytes of their literal prefix, so the trie's
+/// size stays proportional to the number of patterns, not to their lengths.
+pub const MAX_INDEXED_PREFIX: usize = 64;
+
+/// [`Session::recv`] hands at most about this many bytes to the connection at once.
+const RECV_BATCH_BYTES: usize = 64 * 1024;
+
+/// The three subscription namespaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// SUBSCRIBE / UNSUBSCRIBE / PUBLISH.
+    Channel,
+    /// PSUBSCRIBE / PUNSUBSCRIBE.
+    Pattern,
+    /// SSUBSCRIBE / SUNSUBSCRIBE / SPUBLISH.
+    Shard,
 }
 
-impl Hub {
-    /// Publishes keyspace notifications (`__keyspace@<db>__:<key>` / `__keyevent@<db>__:<event>`)
-    /// for the events `flags` enables.
-    pub fn notify_keyspace(&self, flags: &KeyspaceFlags, events: &[KeyspaceEvent]) {
-        let _ = (flags, events);
+impl Kind {
+    fn subscribe_word(self) -> &'static str {
+        match self {
+            Kind::Channel => "subscribe",
+            Kind::Pattern => "psubscribe",
+            Kind::Shard => "ssubscribe",
+        }
+    }
+
+    fn unsubscribe_word(self) -> &'static str {
+        match self {
+            Kind::Channel => "unsubscribe",
+            Kind::Pattern => "punsubscribe",
+            Kind::Shard => "sunsubscribe",
+        }
     }
 }
 
-/// One connection's subscriptions and its bounded queue of messages to deliver.
-#[derive(Debug)]
+/// Channels and patterns with their subscribers.
+pub struct Hub {
+    state: RwLock<State>,
+    limit_hard: AtomicU64,
+    limit_soft: AtomicU64,
+    limit_soft_seconds: AtomicU64,
+    /// Subscribers cut off for exceeding their output buffer limit (INFO stats
+    /// `client_output_buffer_limit_disconnections`).
+    disconnections: AtomicU64,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        let d = crate::config::Config::default().output_pubsub;
+        Hub {
+            state: RwLock::default(),
+            limit_hard: AtomicU64::new(d.hard),
+            limit_soft: AtomicU64::new(d.soft),
+            limit_soft_seconds: AtomicU64::new(d.soft_seconds),
+            disconnections: AtomicU64::new(0),
+        }
+    }
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.read();
+        f.debug_struct("Hub")
+            .field("channels", &state.channels.len())
+            .field("shard_channels", &state.shard_channels.len())
+            .field("patterns", &state.patterns.len())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    channels: HashMap<Bytes, SubscriberSet>,
+    shard_channels: HashMap<Bytes, SubscriberSet>,
+    patterns: PatternIndex,
+}
+
+impl Hub {
+    /// Sets `client-output-buffer-limit pubsub` (CONFIG SET, startup). Applies at the next
+    /// message queued to each subscriber.
+    pub fn set_output_limit(&self, limit: OutputLimit) {
+        self.limit_hard.store(limit.hard, Ordering::Relaxed);
+        self.limit_soft.store(limit.soft, Ordering::Relaxed);
+        self.limit_soft_seconds
+            .store(limit.soft_seconds, Ordering::Relaxed);
+    }
+
+    /// The limit currently applied to subscribers.
+    pub fn output_limit(&self) -> OutputLimit {
+        OutputLimit {
+            hard: self.limit_hard.load(Ordering::Relaxed),
+            soft: self.limit_soft.load(Ordering::Relaxed),
+            soft_seconds: self.limit_soft_seconds.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Subscribers disconnected for exceeding their output buffer limit since start (or
+    /// since [`Hub::reset_stats`]).
+    pub fn output_limit_disconnections(&self) -> u64 {
+        self.disconnections.load(Ordering::Relaxed)
+    }
+
+    /// CONFIG RESETSTAT.
+    pub fn reset_stats(&self) {
+        self.disconnections.store(0, Ordering::Relaxed);
+    }
+
+    /// PUBLISH: queues `message` to the subscribers of `channel` and of every pattern matching
+    /// it. Returns the number of receivers, a client counted once per matching subscription.
+    pub fn publish(&self, channel: &[u8], message: &[u8]) -> usize {
+        let state = self.read();
+        self.publish_locked(&state, channel, message)
+    }
+
+    /// SPUBLISH: queues `message` to the subscribers of shard channel `channel`.
+    pub fn spublish(&self, channel: &[u8], message: &[u8]) -> usize {
+        let state = self.read();
+        let Some(set) = state.shard_channels.get(channel) else {
+            return 0;
+        };
+        let limit = self.output_limit();
+        let mut msg = Encoded::new(b"smessage", None, channel, message);
+        set.iter()
+            .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit))
+            .count()
+    }
+
+    /// Publishes keyspace notifications (`__keyspace@<db>__:<key>` / `__keyevent@<db>__:<event>`)
+    /// for the events `flags` enables, as Redis' `notifyKeyspaceEvent` does.
+    pub fn notify_keyspace(&self, flags: &KeyspaceFlags, events: &[KeyspaceEvent]) {
+        if events.is_empty() || !(flags.keyspace || flags.keyevent) {
+            return;
+        }
+        let state = self.read();
+        for ev in events.iter().filter(|ev| flags.wants(ev.class)) {
+            if flags.keyspace {
+                let mut chan = format!("__keyspace@{}__:", ev.db).into_bytes();
+                chan.extend_from_slice(&ev.key);
+                self.publish_locked(&state, &chan, ev.event.as_bytes());
+            }
+            if flags.keyevent {
+                let chan = format!("__keyevent@{}__:{}", ev.db, ev.event);
+                self.publish_locked(&state, chan.as_bytes(), &ev.key);
+            }
+        }
+    }
+
+    /// PUBSUB CHANNELS / SHARDCHANNELS: active channels matching `pattern` (all without one).
+    pub fn channels(&self, kind: Kind, pattern: Option<&[u8]>) -> Vec<Bytes> {
+        let state = self.read();
+        let map = match kind {
+            Kind::Shard => &state.shard_channels,
+            _ => &state.channels,
+        };
+        map.keys()
+            .filter(|c| pattern.is_none_or(|p| glob::matches(p, c)))
+            .cloned()
+            .collect()
+    }
+
+    /// PUBSUB NUMSUB / SHARDNUMSUB: subscribers of each channel (patterns not counted).
+    pub fn numsub(&self, kind: Kind, channels: &[Bytes]) -> Vec<(Bytes, usize)> {
+        let state = self.read();
+        let map = match kind {
+            Kind::Shard => &state.shard_channels,
+            _ => &state.channels,
+        };
+        channels
+            .iter()
+            .map(|c| (c.clone(), map.get(c).map_or(0, SubscriberSet::len)))
+            .collect()
+    }
+
+    /// PUBSUB NUMPAT: distinct patterns subscribed to by at least one client.
+    pub fn numpat(&self) -> usize {
+        self.read().patterns.len()
+    }
+
+    fn publish_locked(&self, state: &State, channel: &[u8], message: &[u8]) -> usize {
+        let limit = self.output_limit();
+        let mut receivers = 0;
+        if let Some(set) = state.channels.get(channel) {
+            let mut msg = Encoded::new(b"message", None, channel, message);
+            receivers += set
+                .iter()
+                .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit))
+                .count();
+        }
+        state.patterns.for_each_match(channel, |pattern, set| {
+            let mut msg = Encoded::new(b"pmessage", Some(pattern), channel, message);
+            receivers += set
+                .iter()
+                .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit))
+                .count();
+        });
+        receivers
+    }
+
+    /// Queues one item to `sub`, applying the output limit. False if `sub` is closed.
+    fn push(&self, sub: &Subscriber, item: &Bytes, limit: &OutputLimit) -> bool {
+        match sub.push(item.clone(), limit) {
+            Push::Queued => true,
+            Push::Closed => false,
+            Push::CutOff => {
+                self.disconnections.fetch_add(1, Ordering::Relaxed);
+                // Redis counts a receiver it scheduled to close in the same call.
+                true
+            }
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A message encoded lazily, at most once per protocol.
+struct Encoded<'a> {
+    kind: &'static [u8],
+    pattern: Option<&'a [u8]>,
+    channel: &'a [u8],
+    message: &'a [u8],
+    resp2: Option<Bytes>,
+    resp3: Option<Bytes>,
+}
+
+impl<'a> Encoded<'a> {
+    fn new(
+        kind: &'static [u8],
+        pattern: Option<&'a [u8]>,
+        channel: &'a [u8],
+        message: &'a [u8],
+    ) -> Self {
+        Encoded {
+            kind,
+            pattern,
+            channel,
+            message,
+            resp2: None,
+            resp3: None,
+        }
+    }
+
+    fn get(&mut self, proto: Protocol) -> &Bytes {
+        let (kind, pattern, channel, message) =
+            (self.kind, self.pattern, self.channel, self.message);
+        let slot = match proto {
+            Protocol::Resp2 => &mut self.resp2,
+            Protocol::Resp3 => &mut self.resp3,
+        };
+        slot.get_or_insert_with(|| encode_message(proto, kind, pattern, channel, message))
+    }
+}
+
+/// `*3 message <channel> <message>` (`>` under RESP3), or `*4 pmessage <pattern> ...`, encoded
+/// into one exactly-sized buffer.
+pub fn encode_message(
+    proto: Protocol,
+    kind: &[u8],
+    pattern: Option<&[u8]>,
+    channel: &[u8],
+    message: &[u8],
+) -> Bytes {
+    let parts: [Option<&[u8]>; 4] = [Some(kind), pattern, Some(channel), Some(message)];
+    let size: usize = 4 + parts.iter().flatten().map(|p| p.len() + 16).sum::<usize>();
+    let mut out = BytesMut::with_capacity(size);
+    out.put_u8(if proto == Protocol::Resp3 { b'>' } else { b'*' });
+    out.put_u8(if pattern.is_some() { b'4' } else { b'3' });
+    out.put_slice(b"\r\n");
+    for part in parts.iter().flatten() {
+        out.put_u8(b'$');
+        out.put_slice(part.len().to_string().as_bytes());
+        out.put_slice(b"\r\n");
+        out.put_slice(part);
+        out.put_slice(b"\r\n");
+    }
+    out.freeze()
+}
+
+/// One connection's queue of encoded messages, shared between the hub (which pushes) and the
+/// connection (which drains it).
+pub struct Subscriber {
+    id: u64,
+    resp3: AtomicBool,
+    queue: Mutex<Queue>,
+    notify: Notify,
+    /// Woken (all waiters) when the subscriber is cut off, for a connection that is busy
+    /// writing to a client that does not read and so is not waiting in `recv`.
+    cut_notify: Notify,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Bytes>,
+    /// Bytes in `items`: what the output buffer limit applies to.
+    bytes: u64,
+    /// When the queue last went over the soft limit (reset when it is back under it).
+    soft_since: Option<Instant>,
+    /// Cut off for exceeding the limit: nothing is queued any more.
+    closed: bool,
+}
+
+enum Push {
+    Queued,
+    /// The subscriber was already cut off.
+    Closed,
+    /// This push took the subscriber over its limit: it is now cut off.
+    CutOff,
+}
+
+impl Subscriber {
+    fn new(id: u64) -> Arc<Subscriber> {
+        Arc::new(Subscriber {
+            id,
+            resp3: AtomicBool::new(false),
+            queue: Mutex::new(Queue::default()),
+            notify: Notify::new(),
+            cut_notify: Notify::new(),
+        })
+    }
+
+    fn protocol(&self) -> Protocol {
+        if self.resp3.load(Ordering::Relaxed) {
+            Protocol::Resp3
+        } else {
+            Protocol::Resp2
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `item`, then applies Redis' `checkClientOutputBufferLimits`: over the hard limit,
+    /// or over the soft limit for more than its seconds, cuts the subscriber off.
+    fn push(&self, item: Bytes, limit: &OutputLimit) -> Push {
+        let mut q = self.lock();
+        if q.closed {
+            return Push::Closed;
+        }
+        q.bytes += item.len() as u64;
+        q.items.push_back(item);
+        let over_hard = limit.hard > 0 && q.bytes >= limit.hard;
+        let mut over_soft = false;
+        if limit.soft > 0 && q.bytes >= limit.soft {
+            match q.soft_since {
+                None => q.soft_since = Some(Instant::now()),
+                Some(since) => over_soft = since.elapsed().as_secs() > limit.soft_seconds,
+            }
+        } else {
+            q.soft_since = None;
+        }
+        let cut = over_hard || over_soft;
+        if cut {
+            q.closed = true;
+            q.items = VecDeque::new();
+            q.bytes = 0;
+        }
+        drop(q);
+        self.notify.notify_one();
+        if cut {
+            self.cut_notify.notify_waiters();
+            Push::CutOff
+        } else {
+            Push::Queued
+        }
+    }
+
+    /// Takes queued items, up to about [`RECV_BATCH_BYTES`] (at least one). `Err` once cut off.
+    fn take(&self) -> Result<Option<Bytes>, ()> {
+        let mut q = self.lock();
+        if q.closed {
+            return Err(());
+        }
+        let Some(first) = q.items.pop_front() else {
+            return Ok(None);
+        };
+        if q.items.is_empty() || first.len() >= RECV_BATCH_BYTES {
+            q.bytes -= first.len() as u64;
+            return Ok(Some(first));
+        }
+        let mut out = BytesMut::with_capacity(RECV_BATCH_BYTES);
+        out.put_slice(&first);
+        while let Some(next) = q.items.front() {
+            if out.len() + next.len() > RECV_BATCH_BYTES {
+                break;
+            }
+            out.put_slice(next);
+            q.items.pop_front();
+        }
+        q.bytes -= out.len() as u64;
+        Ok(Some(out.freeze()))
+    }
+
+    fn is_cut_off(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Completes once the subscriber is cut off.
+    async fn cut_off(&self) {
+        loop {
+            let notified = self.cut_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cut_off() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Bytes waiting in the queue (CLIENT LIST `omem`).
+    fn queued_bytes(&self) -> u64 {
+        self.lock().bytes
+    }
+}
+
+/// Subscribers of one channel or pattern: a vector for fast fan-out, plus positions for O(1)
+/// removal.
+#[derive(Default)]
+struct SubscriberSet {
+    list: Vec<Arc<Subscriber>>,
+    pos: HashMap<u64, usize>,
+}
+
+impl SubscriberSet {
+    fn insert(&mut self, sub: &Arc<Subscriber>) -> bool {
+        if self.pos.contains_key(&sub.id) {
+            return false;
+        }
+        self.pos.insert(sub.id, self.list.len());
+        self.list.push(sub.clone());
+        true
+    }
+
+    fn remove(&mut self, id: u64) -> bool {
+        let Some(i) = self.pos.remove(&id) else {
+            return false;
+        };
+        self.list.swap_remove(i);
+        if let Some(moved) = self.list.get(i) {
+            self.pos.insert(moved.id, i);
+        }
+        true
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<Subscriber>> {
+        self.list.iter()
+    }
+
+    fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+/// Patterns indexed by literal prefix in a byte trie.
+#[derive(Default)]
+struct PatternIndex {
+    root: TrieNode,
+    /// Distinct patterns.
+    count: usize,
+}
+
+#[derive(Default)]
+struct TrieNode {
+    /// Sorted by byte.
+    children: Vec<(u8, TrieNode)>,
+    /// Patterns whose indexed prefix ends at this node.
+    patterns: HashMap<Bytes, SubscriberSet>,
+}
+
+impl TrieNode {
+    fn child(&self, b: u8) -> Option<&TrieNode> {
+        let i = self.children.binary_search_by_key(&b, |(k, _)| *k).ok()?;
+        self.children.get(i).map(|(_, n)| n)
+    }
+
+    fn child_mut(&mut self, b: u8) -> Option<&mut TrieNode> {
+        let i = self.children.binary_search_by_key(&b, |(k, _)| *k).ok()?;
+        self.children.get_mut(i).map(|(_, n)| n)
+    }
+
+    fn child_or_insert(&mut self, b: u8) -> &mut TrieNode {
+        let i = match self.children.binary_search_by_key(&b, |(k, _)| *k) {
+            Ok(i) => i,
+            Err(i) => {
+                self.children.insert(i, (b, TrieNode::default()));
+                i
+            }
+        };
+        &mut self.children[i].1
+    }
+
+    fn is_empty(&self) -> bool {
+        self.children.is_empty() && self.patterns.is_empty()
+    }
+}
+
+fn index_key(pattern: &[u8]) -> &[u8] {
+    let prefix = glob::literal_prefix(pattern);
+    &prefix[..prefix.len().min(MAX_INDEXED_PREFIX)]
+}
+
+impl PatternIndex {
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Adds `sub` to `pattern`'s subscribers; false if it already was one.
+    fn insert(&mut self, pattern: &Bytes, sub: &Arc<Subscriber>) -> bool {
+        let mut node = &mut self.root;
+        for &b in index_key(pattern) {
+            node = node.child_or_insert(b);
+        }
+        let count = &mut self.count;
+        node.patterns
+            .entry(pattern.clone())
+            .or_insert_with(|| {
+                *count += 1;
+                SubscriberSet::default()
+            })
+            .insert(sub)
+    }
+
+    /// Removes subscriber `id` from `pattern`; prunes what becomes empty.
+    fn remove(&mut self, pattern: &[u8], id: u64) -> bool {
+        let key = index_key(pattern);
+        let mut node = &mut self.root;
+        for &b in key {
+            match node.child_mut(b) {
+                Some(n) => node = n,
+                None => return false,
+            }
+        }
+        let Some(set) = node.patterns.get_mut(pattern) else {
+            return false;
+        };
+        let removed = set.remove(id);
+        if set.is_empty() {
+            node.patterns.remove(pattern);
+            self.count -= 1;
+            if node.is_empty() {
+                self.prune(key);
+            }
+        }
+        removed
+    }
+
+    /// Removes the chain of now-empty nodes ending at `key`.
+    fn prune(&mut self, key: &[u8]) {
+        // The deepest node on the path that must stay: the root, or one with patterns or
+        // other children. Everything below it on the path goes.
+        let mut keep = 0;
+        let mut node = &self.root;
+        for (depth, &b) in key.iter().enumerate() {
+            if depth == 0 || !node.patterns.is_empty() || node.children.len() > 1 {
+                keep = depth;
+            }
+            match node.child(b) {
+                Some(n) => node = n,
+                None => return,
+            }
+        }
+        let mut node = &mut self.root;
+        for &b in &key[..keep] {
+            match node.child_mut(b) {
+                Some(n) => node = n,
+                None => return,
+            }
+        }
+        if let Some(&cut) = key.get(keep) {
+            if let Ok(i) = node.children.binary_search_by_key(&cut, |(k, _)| *k) {
+                node.children.remove(i);
+            }
+        }
+    }
+
+    /// Calls `f` for every pattern matching `channel`, with its subscribers.
+    fn for_each_match(&self, channel: &[u8], mut f: impl FnMut(&[u8], &SubscriberSet)) {
+        let mut visit = |node: &TrieNode| {
+            for (pattern, set) in &node.patterns {
+                if glob::matches(pattern, channel) {
+                    f(pattern, set);
+                }
+            }
+        };
+        let mut node = &self.root;
+        visit(node);
+        for &b in channel.iter().take(MAX_INDEXED_PREFIX) {
+            match node.child(b) {
+                Some(n) => node = n,
+                None => break,
+            }
+            visit(node);
+        }
+    }
+}
+
+/// One client's subscriptions and its queue, without the server around it (so the hub can be
+/// tested alone). Dropping it does not unsubscribe: call [`Subscriptions::clear`].
+pub struct Subscriptions {
+    sub: Arc<Subscriber>,
+    channels: HashSet<Bytes>,
+    patterns: HashSet<Bytes>,
+    shard: HashSet<Bytes>,
+}
+
+impl Subscriptions {
+    pub fn new(client_id: u64) -> Subscriptions {
+        Subscriptions {
+            sub: Subscriber::new(client_id),
+            channels: HashSet::new(),
+            patterns: HashSet::new(),
+            shard: HashSet::new(),
+        }
+    }
+
+    pub fn set_protocol(&mut self, proto: Protocol) {
+        self.sub
+            .resp3
+            .store(proto == Protocol::Resp3, Ordering::Relaxed);
+    }
+
+    fn set(&mut self, kind: Kind) -> &mut HashSet<Bytes> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shard,
+        }
+    }
+
+    /// The count Redis reports in confirmations: channels + patterns, or shard channels.
+    fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Shard => self.shard.len(),
+            _ => self.channels.len() + self.patterns.len(),
+        }
+    }
+
+    /// Subscriptions of every kind: non-zero puts a RESP2 client in subscribed mode.
+    pub fn total(&self) -> usize {
+        self.channels.len() + self.patterns.len() + self.shard.len()
+    }
+
+    /// (P|S)SUBSCRIBE: subscribes to each name and queues one confirmation per name.
+    pub fn subscribe(&mut self, hub: &Hub, kind: Kind, names: &[Bytes]) {
+        let limit = hub.output_limit();
+        let mut state = hub.write();
+        for name in names {
+            let new = self.set(kind).insert(name.clone());
+            if new {
+                match kind {
+                    Kind::Channel => {
+                        state
+                            .channels
+                            .entry(name.clone())
+                            .or_default()
+                            .insert(&self.sub);
+                    }
+                    Kind::Shard => {
+                        state
+                            .shard_channels
+                            .entry(name.clone())
+                            .or_default()
+                            .insert(&self.sub);
+                    }
+                    Kind::Pattern => {
+                        state.patterns.insert(name, &self.sub);
+                    }
+                }
+            }
+            let reply = Reply::Push(vec![
+                Reply::str(kind.subscribe_word()),
+                Reply::Bulk(name.clone()),
+                Reply::Int(self.count(kind) as i64),
+            ]);
+            hub.push(&self.sub, &reply.to_bytes(self.sub.protocol()), &limit);
+        }
+    }
+
+    /// (P|S)UNSUBSCRIBE: unsubscribes from each name (every subscription of that kind when
+    /// `names` is empty) and queues one confirmation per name, or one with a nil name when
+    /// there was nothing to unsubscribe from.
+    pub fn unsubscribe(&mut self, hub: &Hub, kind: Kind, names: &[Bytes]) {
+        let limit = hub.output_limit();
+        let mut state = hub.write();
+        let all: Vec<Bytes>;
+        let names = if names.is_empty() {
+            all = self.set(kind).iter().cloned().collect();
+            if all.is_empty() {
+                let reply = Reply::Push(vec![
+                    Reply::str(kind.unsubscribe_word()),
+                    Reply::Null,
+                    Reply::Int(self.count(kind) as i64),
+                ]);
+                hub.push(&self.sub, &reply.to_bytes(self.sub.protocol()), &limit);
+                return;
+            }
+            &all[..]
+        } else {
+            names
+        };
+        for name in names {
+            if self.set(kind).remove(name) {
+                remove_from(&mut state, kind, name, self.sub.id);
+            }
+            let reply = Reply::Push(vec![
+                Reply::str(kind.unsubscribe_word()),
+                Reply::Bulk(name.clone()),
+                Reply::Int(self.count(kind) as i64),
+            ]);
+            hub.push(&self.sub, &reply.to_bytes(self.sub.protocol()), &limit);
+        }
+    }
+
+    /// Drops every subscription without confirmations (RESET, disconnect).
+    pub fn clear(&mut self, hub: &Hub) {
+        if self.total() == 0 {
+            return;
+        }
+        let mut state = hub.write();
+        for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
+            for name in std::mem::take(self.set(kind)) {
+                remove_from(&mut state, kind, &name, self.sub.id);
+            }
+        }
+    }
+
+    /// The next queued item(s), waiting for one. `None` once cut off by the output limit.
+    /// Cancel-safe: nothing is taken from the queue unless it is returned.
+    pub async fn recv(&self) -> Option<Bytes> {
+        loop {
+            match self.sub.take() {
+                Err(()) => return None,
+                Ok(Some(b)) => return Some(b),
+                Ok(None) => self.sub.notify.notified().await,
+            }
+        }
+    }
+
+    /// The queued item(s), without waiting. `Err` once cut off by the output limit.
+    #[allow(clippy::result_unit_err)]
+    pub fn try_recv(&self) -> Result<Option<Bytes>, ()> {
+        self.sub.take()
+    }
+
+    /// Bytes queued and not yet taken by the connection.
+    pub fn queued_bytes(&self) -> u64 {
+        self.sub.queued_bytes()
+    }
+
+    /// Completes once the subscriber has been cut off by the output limit.
+    pub async fn cut_off(&self) {
+        self.sub.cut_off().await
+    }
+}
+
+fn remove_from(state: &mut State, kind: Kind, name: &[u8], id: u64) {
+    let map = match kind {
+        Kind::Channel => &mut state.channels,
+        Kind::Shard => &mut state.shard_channels,
+        Kind::Pattern => {
+            state.patterns.remove(name, id);
+            return;
+        }
+    };
+    if let Some(set) = map.get_mut(name) {
+        set.remove(id);
+        if set.is_empty() {
+            map.remove(name);
+        }
+    }
+}
+
+/// Completes [`CutOffSignal::wait`] once its subscriber is cut off by the output limit.
+pub struct CutOffSignal(Arc<Subscriber>);
+
+impl CutOffSignal {
+    /// Cancel-safe.
+    pub async fn wait(&self) {
+        self.0.cut_off().await
+    }
+}
+
+/// One connection's subscriptions and its queue of messages to deliver. Dropping it
+/// unsubscribes from everything.
 pub struct Session {
-    _private: (),
+    shared: Arc<Shared>,
+    subs: Subscriptions,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("client_id", &self.subs.sub.id)
+            .field("channels", &self.subs.channels.len())
+            .field("patterns", &self.subs.patterns.len())
+            .field("shard_channels", &self.subs.shard.len())
+            .finish()
+    }
 }
 
 impl Session {
     pub fn new(shared: &Arc<Shared>, client_id: u64) -> Session {
-        let _ = (shared, client_id);
-        Session { _private: () }
+        // Picks up the configured limit (startup arguments, or a CONFIG SET that did not
+        // call `Hub::set_output_limit` itself) for every subscriber from now on.
+        let limit = shared.config().output_pubsub;
+        if shared.hub.output_limit() != limit {
+            shared.hub.set_output_limit(limit);
+        }
+        Session {
+            shared: shared.clone(),
+            subs: Subscriptions::new(client_id),
+        }
+    }
+
+    /// The hub this session subscribes in.
+    pub fn hub(&self) -> &Hub {
+        &self.shared.hub
     }
 
     /// The protocol messages are encoded for (changes with HELLO).
     pub fn set_protocol(&mut self, proto: Protocol) {
-        let _ = proto;
+        self.subs.set_protocol(proto);
     }
 
     /// Channel subscriptions (CLIENT LIST `sub`).
     pub fn channels(&self) -> usize {
-        0
+        self.subs.channels.len()
     }
 
     /// Pattern subscriptions (CLIENT LIST `psub`).
     pub fn patterns(&self) -> usize {
-        0
+        self.subs.patterns.len()
     }
 
     /// Shard-channel subscriptions (CLIENT LIST `ssub`).
     pub fn shard_channels(&self) -> usize {
-        0
+        self.subs.shard.len()
     }
 
-    /// Next encoded message(s) to write to the client; pending forever when there are none.
-    /// `None` means the subscriber was dropped for exceeding its output limit: close it.
-    /// Cancel-safe (used in `select!`).
+    /// True while the client has any subscription: under RESP2 it is then in subscribed mode
+    /// and only the commands [`allowed_in_subscribed_mode`] accepts may run.
+    pub fn is_subscribed(&self) -> bool {
+        self.subs.total() > 0
+    }
+
+    /// Bytes queued for the client and not yet taken by the connection (CLIENT LIST `omem`).
+    pub fn queued_bytes(&self) -> u64 {
+        self.subs.queued_bytes()
+    }
+
+    pub fn subscribe(&mut self, kind: Kind, names: &[Bytes]) {
+        self.subs.subscribe(&self.shared.hub, kind, names);
+    }
+
+    pub fn unsubscribe(&mut self, kind: Kind, names: &[Bytes]) {
+        self.subs.unsubscribe(&self.shared.hub, kind, names);
+    }
+
+    /// Next encoded message(s) and subscription confirmations to write to the client; pending
+    /// while there are none. `None` means the subscriber was cut off for exceeding its output
+    /// limit: close the connection. Cancel-safe (used in `select!`).
     pub async fn recv(&mut self) -> Option<Bytes> {
-        std::future::pending().await
+        self.subs.recv().await
+    }
+
+    /// What is queued now, without waiting: the connection writes it before a command's
+    /// reply, so messages published before the command ran precede its reply.
+    #[allow(clippy::result_unit_err)]
+    pub fn try_recv(&self) -> Result<Option<Bytes>, ()> {
+        self.subs.try_recv()
+    }
+
+    /// A handle that completes once this subscriber is cut off, for the connection to select
+    /// on while it writes (it cannot borrow the session there).
+    pub fn cut_off_signal(&self) -> CutOffSignal {
+        CutOffSignal(self.subs.sub.clone())
     }
 
     /// Drops every subscription (RESET, disconnect).
-    pub fn clear(&mut self) {}
+    pub fn clear(&mut self) {
+        self.subs.clear(&self.shared.hub);
+    }
+
+    /// Completes once the subscriber has been cut off by the output limit. A connection
+    /// awaiting a socket write (to a client that does not read) selects on this to close
+    /// instead of waiting forever. Cancel-safe.
+    pub async fn cut_off(&self) {
+        self.subs.cut_off().await
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// Whether a RESP2 client in subscribed mode may run `name` (lowercase command name).
+pub fn allowed_in_subscribed_mode(name: &str) -> bool {
+    matches!(
+        name,
+        "subscribe"
+            | "unsubscribe"
+            | "psubscribe"
+            | "punsubscribe"
+            | "ssubscribe"
+            | "sunsubscribe"
+            | "ping"
+            | "quit"
+            | "reset"
+    )
+}
+
+/// The error for any other command in RESP2 subscribed mode; `full_name` is lowercase with
+/// the subcommand as Redis names it (`get`, `pubsub|numpat`).
+pub fn subscribed_mode_error(full_name: &str) -> Reply {
+    Reply::err(format!(
+        "Can't execute '{full_name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+    ))
+}
+
+/// The reply to PING in RESP2 subscribed mode: `["pong", <message or "">]`.
+pub fn subscribed_ping(message: Option<Bytes>) -> Reply {
+    Reply::Array(vec![
+        Reply::str("pong"),
+        Reply::Bulk(message.unwrap_or_default()),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn drain(s: &Subscriptions) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Ok(Some(b)) = s.try_recv() {
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    #[test]
+    fn subscribe_confirmations_and_counts() {
+        let hub = Hub::default();
+        let mut a = Subscriptions::new(1);
+        a.subscribe(&hub, Kind::Channel, &[b("c1"), b("c1")]);
+        a.subscribe(&hub, Kind::Pattern, &[b("p*")]);
+        assert_eq!(
+            drain(&a),
+            b"*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n\
+              *3\r\n$10\r\npsubscribe\r\n$2\r\np*\r\n:2\r\n"
+        );
+        a.unsubscribe(&hub, Kind::Channel, &[b("zz")]);
+        assert_eq!(drain(&a), b"*3\r\n$11\r\nunsubscribe\r\n$2\r\nzz\r\n:2\r\n");
+        a.unsubscribe(&hub, Kind::Channel, &[]);
+        assert_eq!(drain(&a), b"*3\r\n$11\r\nunsubscribe\r\n$2\r\nc1\r\n:1\r\n");
+        a.unsubscribe(&hub, Kind::Channel, &[]);
+        assert_eq!(drain(&a), b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:1\r\n");
+        a.set_protocol(Protocol::Resp3);
+        a.unsubscribe(&hub, Kind::Pattern, &[]);
+        assert_eq!(
+            drain(&a),
+            b">3\r\n$12\r\npunsubscribe\r\n$2\r\np*\r\n:0\r\n"
+        );
+        a.subscribe(&hub, Kind::Shard, &[b("s1"), b("s2")]);
+        a.subscribe(&hub, Kind::Channel, &[b("c")]);
+        assert_eq!(
+            drain(&a),
+            b">3\r\n$10\r\nssubscribe\r\n$2\r\ns1\r\n:1\r\n>3\r\n$10\r\nssubscribe\r\n$2\r\ns2\r\n:2\r\n\
+              >3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n"
+        );
+        assert_eq!(a.total(), 3);
+        a.clear(&hub);
+        assert_eq!(a.total(), 0);
+        assert_eq!(hub.numpat(), 0);
+        assert!(hub.channels(Kind::Channel, None).is_empty());
+        assert!(hub.channels(Kind::Shard, None).is_empty());
+    }
+
+    #[test]
+    fn publish_counts_patterns_and_channels() {
+        let hub = Hub::default();
+        let mut a = Subscriptions::new(1);
+        let mut c = Subscriptions::new(2);
+        a.subscribe(&hub, Kind::Channel, &[b("news.tech")]);
+        a.subscribe(&hub, Kind::Pattern, &[b("news.*"), b("*")]);
+        c.subscribe(&hub, Kind::Pattern, &[b("news.*")]);
+        c.subscribe(&hub, Kind::Shard, &[b("news.tech")]);
+        drain(&a);
+        drain(&c);
+        assert_eq!(hub.publish(b"news.tech", b"hi"), 4);
+        assert_eq!(hub.publish(b"other", b"x"), 1);
+        assert_eq!(hub.spublish(b"news.tech", b"s"), 1);
+        assert_eq!(hub.numpat(), 2);
+        assert_eq!(
+            hub.numsub(Kind::Channel, &[b("news.tech"), b("nope")]),
+            vec![(b("news.tech"), 1), (b("nope"), 0)]
+        );
+        let got = drain(&a);
+        let text = String::from_utf8(got).unwrap();
+        assert!(text.starts_with("*3\r\n$7\r\nmessage\r\n$9\r\nnews.tech\r\n$2\r\nhi\r\n"));
+        assert!(text
+            .contains("*4\r\n$8\r\npmessage\r\n$6\r\nnews.*\r\n$9\r\nnews.tech\r\n$2\r\nhi\r\n"));
+        assert!(text.contains("*4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$9\r\nnews.tech\r\n$2\r\nhi\r\n"));
+        assert!(text.ends_with("*4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$5\r\nother\r\n$1\r\nx\r\n"));
+        let text = String::from_utf8(drain(&c)).unwrap();
+        assert!(text.ends_with("*3\r\n$8\r\nsmessage\r\n$9\r\nnews.tech\r\n$1\r\ns\r\n"));
+        let mut chans = hub.channels(Kind::Channel, Some(b"news.*"));
+        chans.sort();
+        assert_eq!(chans, vec![b("news.tech")]);
+        a.clear(&hub);
+        c.clear(&hub);
+        assert_eq!(hub.publish(b"news.tech", b"hi"), 0);
+    }
+
+    #[test]
+    fn shared_encoding_per_protocol() {
+        let hub = Hub::default();
+        let mut subs: Vec<Subscriptions> = (0..4).map(Subscriptions::new).collect();
+        for (i, s) in subs.iter_mut().enumerate() {
+            if i % 2 == 1 {
+                s.set_protocol(Protocol::Resp3);
+            }
+            s.subscribe(&hub, Kind::Channel, &[b("c")]);
+            drain(s);
+        }
+        assert_eq!(hub.publish(b"c", b"m"), 4);
+        let got: Vec<Bytes> = subs
+            .iter()
+            .map(|s| s.try_recv().unwrap().unwrap())
+            .collect();
+        assert_eq!(
+            &got[0][..],
+            b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n"
+        );
+        assert_eq!(
+            &got[1][..],
+            b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n"
+        );
+        // One buffer per protocol, shared by every receiver.
+        assert_eq!(got[0].as_ptr(), got[2].as_ptr());
+        assert_eq!(got[1].as_ptr(), got[3].as_ptr());
+    }
+
+    #[test]
+    fn hard_limit_cuts_off_only_the_slow_subscriber() {
+        let hub = Hub::default();
+        hub.set_output_limit(OutputLimit {
+            hard: 1000,
+            soft: 0,
+            soft_seconds: 0,
+        });
+        let mut slow = Subscriptions::new(1);
+        let mut fast = Subscriptions::new(2);
+        slow.subscribe(&hub, Kind::Channel, &[b("c")]);
+        fast.subscribe(&hub, Kind::Channel, &[b("c")]);
+        drain(&slow);
+        drain(&fast);
+        let payload = [b'x'; 100];
+        let mut received = 0;
+        for _ in 0..50 {
+            hub.publish(b"c", &payload);
+            while let Ok(Some(b)) = fast.try_recv() {
+                received += b.len();
+            }
+        }
+        assert_eq!(received, 50 * (payload.len() + 32));
+        assert!(slow.try_recv().is_err());
+        assert_eq!(hub.output_limit_disconnections(), 1);
+        // A cut-off subscriber no longer counts as a receiver.
+        assert_eq!(hub.publish(b"c", b"m"), 1);
+        slow.clear(&hub);
+        fast.clear(&hub);
+    }
+
+    #[test]
+    fn soft_limit_needs_time_over_it() {
+        let hub = Hub::default();
+        hub.set_output_limit(OutputLimit {
+            hard: 0,
+            soft: 100,
+            soft_seconds: 0,
+        });
+        let mut s = Subscriptions::new(1);
+        s.subscribe(&hub, Kind::Channel, &[b("c")]);
+        let big = [b'x'; 200];
+        hub.publish(b"c", &big);
+        assert!(
+            s.try_recv().unwrap().is_some(),
+            "first time over: only noted"
+        );
+        hub.publish(b"c", &big);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        hub.publish(b"c", &big);
+        assert!(s.try_recv().is_err(), "over the soft limit for > 0 s");
+        s.clear(&hub);
+    }
+
+    #[tokio::test]
+    async fn cut_off_wakes_a_writer_and_recv_ends() {
+        let hub = Arc::new(Hub::default());
+        hub.set_output_limit(OutputLimit {
+            hard: 100,
+            soft: 0,
+            soft_seconds: 0,
+        });
+        let mut s = Subscriptions::new(1);
+        s.subscribe(&hub, Kind::Channel, &[b("c")]);
+        let h = hub.clone();
+        let t = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            h.publish(b"c", &[b'x'; 200])
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(5), s.cut_off())
+            .await
+            .unwrap();
+        assert_eq!(
+            t.await.unwrap(),
+            1,
+            "counted in the publish that cut it off"
+        );
+        assert!(s.recv().await.is_none());
+        s.clear(&hub);
+    }
+
+    #[tokio::test]
+    async fn recv_wakes_on_publish() {
+        let hub = Arc::new(Hub::default());
+        let mut s = Subscriptions::new(1);
+        s.subscribe(&hub, Kind::Channel, &[b("c")]);
+        assert!(s.recv().await.is_some());
+        let h = hub.clone();
+        let t = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            h.publish(b"c", b"late")
+        });
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), s.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(got.ends_with(b"late\r\n"));
+        assert_eq!(t.await.unwrap(), 1);
+        s.clear(&hub);
+    }
+
+    #[test]
+    fn trie_prunes_to_empty() {
+        let hub = Hub::default();
+        let mut s = Subscriptions::new(1);
+        let pats = [b("abc*"), b("ab*"), b("abd?"), b("*"), b("x[yz]")];
+        s.subscribe(&hub, Kind::Pattern, &pats);
+        assert_eq!(hub.numpat(), 5);
+        s.unsubscribe(&hub, Kind::Pattern, &[b("ab*")]);
+        assert_eq!(hub.publish(b"abcd", b"m"), 2);
+        s.clear(&hub);
+        let state = hub.read();
+        assert!(state.patterns.root.is_empty());
+        assert_eq!(state.patterns.len(), 0);
+    }
+
+    #[test]
+    fn keyspace_notifications() {
+        let hub = Hub::default();
+        let mut s = Subscriptions::new(1);
+        s.subscribe(&hub, Kind::Pattern, &[b("__key*__:*")]);
+        drain(&s);
+        let events = [
+            KeyspaceEvent {
+                class: 't',
+                event: "xadd",
+                db: 0,
+                key: b("s1"),
+            },
+            KeyspaceEvent {
+                class: 'g',
+                event: "del",
+                db: 3,
+                key: b("k"),
+            },
+        ];
+        hub.notify_keyspace(&KeyspaceFlags::parse("KEt").unwrap(), &events);
+        let text = String::from_utf8(drain(&s)).unwrap();
+        assert_eq!(
+            text,
+            "*4\r\n$8\r\npmessage\r\n$10\r\n__key*__:*\r\n$17\r\n__keyspace@0__:s1\r\n$4\r\nxadd\r\n\
+             *4\r\n$8\r\npmessage\r\n$10\r\n__key*__:*\r\n$19\r\n__keyevent@0__:xadd\r\n$2\r\ns1\r\n"
+        );
+        s.clear(&hub);
+    }
+
+    fn brute_force(patterns: &[Vec<u8>], channel: &[u8]) -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> = patterns
+            .iter()
+            .filter(|p| glob::matches(p, channel))
+            .cloned()
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    proptest! {
+        /// The trie finds exactly the patterns a scan of all of them finds, through
+        /// subscribes and unsubscribes.
+        #[test]
+        fn pattern_index_matches_brute_force(
+            patterns in proptest::collection::vec(proptest::collection::vec(
+                prop_oneof![Just(b'a'), Just(b'b'), Just(b'*'), Just(b'?'), Just(b'['),
+                            Just(b']'), Just(b'\\'), Just(b'-')], 0..6), 1..20),
+            removed in proptest::collection::vec(any::<prop::sample::Index>(), 0..10),
+            channels in proptest::collection::vec(proptest::collection::vec(
+                prop_oneof![Just(b'a'), Just(b'b'), Just(b'-'), Just(b'*')], 0..6), 1..20),
+        ) {
+            let mut index = PatternIndex::default();
+            let sub = Subscriber::new(1);
+            for p in &patterns {
+                index.insert(&Bytes::copy_from_slice(p), &sub);
+            }
+            let mut live: Vec<Vec<u8>> = patterns.clone();
+            for r in &removed {
+                let p = patterns[r.index(patterns.len())].clone();
+                index.remove(&p, 1);
+                live.retain(|q| *q != p);
+            }
+            let mut distinct = live.clone();
+            distinct.sort();
+            distinct.dedup();
+            prop_assert_eq!(index.len(), distinct.len());
+            for c in &channels {
+                let mut got = Vec::new();
+                index.for_each_match(c, |p, _| got.push(p.to_vec()));
+                got.sort();
+                prop_assert_eq!(got, brute_force(&live, c));
+            }
+        }
+    }
 }

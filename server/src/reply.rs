@@ -29,6 +29,9 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// A flat array of alternating keys and values in RESP2, `%` in RESP3.
     Map(Vec<(Reply, Reply)>),
+    /// `%` in RESP3; in RESP2 an array of 2-element `[key, value]` arrays (XREAD's shape, which
+    /// Redis sends instead of a flat map there).
+    PairMap(Vec<(Reply, Reply)>),
     /// An array in RESP2, `~` in RESP3.
     Set(Vec<Reply>),
     /// A bulk string in RESP2, `,` in RESP3.
@@ -89,6 +92,19 @@ impl Reply {
                     Protocol::Resp3 => header(out, b'%', pairs.len()),
                 }
                 for (k, v) in pairs {
+                    k.encode(proto, out);
+                    v.encode(proto, out);
+                }
+            }
+            Reply::PairMap(pairs) => {
+                match proto {
+                    Protocol::Resp2 => header(out, b'*', pairs.len()),
+                    Protocol::Resp3 => header(out, b'%', pairs.len()),
+                }
+                for (k, v) in pairs {
+                    if proto == Protocol::Resp2 {
+                        header(out, b'*', 2);
+                    }
                     k.encode(proto, out);
                     v.encode(proto, out);
                 }
@@ -242,6 +258,9 @@ mod tests {
         assert_eq!(enc(&m, Protocol::Resp2), b"*2\r\n$1\r\na\r\n:1\r\n");
         assert_eq!(enc(&m, Protocol::Resp3), b"%1\r\n$1\r\na\r\n:1\r\n");
         assert_eq!(enc(&Reply::Double(1.5), Protocol::Resp3), b",1.5\r\n");
+        let pm = Reply::PairMap(vec![(Reply::str("k"), Reply::Int(1))]);
+        assert_eq!(enc(&pm, Protocol::Resp2), b"*1\r\n*2\r\n$1\r\nk\r\n:1\r\n");
+        assert_eq!(enc(&pm, Protocol::Resp3), b"%1\r\n$1\r\nk\r\n:1\r\n");
         assert_eq!(enc(&Reply::Double(1.5), Protocol::Resp2), b"$3\r\n1.5\r\n");
         assert_eq!(enc(&Reply::Bool(true), Protocol::Resp2), b":1\r\n");
         assert_eq!(

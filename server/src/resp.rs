@@ -124,7 +124,7 @@ impl Parser {
                             _ => return Err(ProtocolError::new("invalid multibulk length")),
                         };
                         if n > UNAUTH_MAX_ARGS && limits.unauthenticated {
-                            return Err(ProtocolError::new("invalid multibulk length"));
+                            return Err(ProtocolError::new("unauthenticated multibulk length"));
                         }
                         // `*0` and negative counts are empty requests: skip them.
                         if n > 0 {
@@ -162,7 +162,7 @@ impl Parser {
                             _ => return Err(ProtocolError::new("invalid bulk length")),
                         };
                         if limits.unauthenticated && len > UNAUTH_MAX_BULK {
-                            return Err(ProtocolError::new("invalid bulk length"));
+                            return Err(ProtocolError::new("unauthenticated bulk length"));
                         }
                         self.state = State::Multibulk {
                             remaining,
@@ -483,9 +483,12 @@ mod tests {
             ..Limits::default()
         };
         let (_, err) = parse_all(b"*11\r\n", l);
-        assert_eq!(err, Some(ProtocolError::new("invalid multibulk length")));
+        assert_eq!(
+            err,
+            Some(ProtocolError::new("unauthenticated multibulk length"))
+        );
         let (_, err) = parse_all(b"*1\r\n$16385\r\n", l);
-        assert_eq!(err, Some(ProtocolError::new("invalid bulk length")));
+        assert_eq!(err, Some(ProtocolError::new("unauthenticated bulk length")));
         let (reqs, err) = parse_all(b"*10\r\n", l);
         assert!(reqs.is_empty() && err.is_none());
     }

@@ -3,15 +3,14 @@
 //!
 //! Layout: `magic "SGC1" (4) | body length (8) | CRC32 (4) | body`, the CRC covering magic,
 //! length and body. Body: the epoch (which journal continues it), then per group its name,
-//! last-delivered ID (and whether it was set explicitly), entries-read, consumers (name, seen time, active time) and PEL entries
-//! (ID delta, owner index, delivery-time delta, delivery count) — about 6 bytes per pending entry.
+//! last-delivered ID (and whether it was set explicitly), entries-read, consumer slots (name,
+//! seen time, active time) and PEL entries (ID delta, owner slot, delivery-time delta, delivery
+//! count) — about 5 bytes per pending entry.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bytes::Bytes;
-
 use super::codec::{Decoded, Malformed, Reader, Writer};
-use super::state::{Consumer, Group, GroupSet, Nack};
+use super::state::{Consumer, Consumers, Group, GroupSet, Nack};
 use crate::StreamId;
 
 pub(crate) const MAGIC: u32 = u32::from_le_bytes(*b"SGC1");
@@ -40,29 +39,27 @@ pub(crate) fn encode(set: &GroupSet, epoch: u64) -> Vec<u8> {
     for (name, g) in &set.groups {
         w.bytes(name);
         w.id(g.last_id);
-        w.u8(u8::from(g.explicit_last_id));
+        w.u8(u8::from(g.ahead_of_stream));
         w.opt(g.entries_read);
-        w.varint(g.consumers.len() as u64);
-        let mut index: BTreeMap<&Bytes, u64> = BTreeMap::new();
-        for (i, (cname, c)) in g.consumers.iter().enumerate() {
-            index.insert(cname, i as u64);
-            w.bytes(cname);
-            w.varint(c.seen_time);
-            w.opt(c.active_time);
+        // Slots as they are (free ones included), so PEL owners keep their slot numbers.
+        w.varint(g.consumers.slots().len() as u64);
+        for slot in g.consumers.slots() {
+            match slot {
+                None => w.u8(0),
+                Some(c) => {
+                    w.u8(1);
+                    w.bytes(&c.name);
+                    w.varint(c.seen_time);
+                    w.opt(c.active_time);
+                }
+            }
         }
         w.varint(g.pel.len() as u64);
         let mut prev = StreamId::MIN;
         let mut prev_time: u64 = 0;
         for (id, n) in &g.pel {
             w.id_delta(prev, *id);
-            // An owner missing from the consumer table cannot happen; encode it as the table
-            // size, which decoding refuses, rather than silently reassigning the entry.
-            w.varint(
-                index
-                    .get(&n.consumer)
-                    .copied()
-                    .unwrap_or(g.consumers.len() as u64),
-            );
+            w.varint(u64::from(n.consumer));
             w.varint(zigzag(n.delivery_time.wrapping_sub(prev_time) as i64));
             w.varint(n.delivery_count);
             prev = *id;
@@ -103,28 +100,32 @@ pub(crate) fn decode(buf: &[u8]) -> Decoded<(GroupSet, u64)> {
     for _ in 0..ngroups {
         let name = r.bytes()?;
         let last_id = r.id()?;
-        let explicit_last_id = match r.u8()? {
+        let ahead_of_stream = match r.u8()? {
             0 => false,
             1 => true,
             _ => return Err(Malformed),
         };
         let entries_read = r.opt()?;
-        let nconsumers = r.count(3)?;
-        let mut names = Vec::with_capacity(nconsumers);
-        let mut consumers = BTreeMap::new();
-        for _ in 0..nconsumers {
-            let cname = r.bytes()?;
-            let seen_time = r.varint()?;
-            let active_time = r.opt()?;
-            names.push(cname.clone());
-            consumers.insert(
-                cname,
-                Consumer {
-                    pel: BTreeSet::new(),
-                    seen_time,
-                    active_time,
-                },
-            );
+        let nslots = r.count(1)?;
+        let mut slots = Vec::with_capacity(nslots);
+        let mut names = BTreeSet::new();
+        for _ in 0..nslots {
+            match r.u8()? {
+                0 => slots.push(None),
+                1 => {
+                    let name = r.bytes()?;
+                    if !names.insert(name.clone()) {
+                        return Err(Malformed);
+                    }
+                    slots.push(Some(Consumer {
+                        name,
+                        pel: BTreeSet::new(),
+                        seen_time: r.varint()?,
+                        active_time: r.opt()?,
+                    }));
+                }
+                _ => return Err(Malformed),
+            }
         }
         let npel = r.count(4)?;
         let mut pel = BTreeMap::new();
@@ -135,13 +136,13 @@ pub(crate) fn decode(buf: &[u8]) -> Decoded<(GroupSet, u64)> {
             if !pel.is_empty() && id <= prev {
                 return Err(Malformed);
             }
-            let owner = usize::try_from(r.varint()?).map_err(|_| Malformed)?;
-            let owner = names.get(owner).ok_or(Malformed)?.clone();
+            let owner = u32::try_from(r.varint()?).map_err(|_| Malformed)?;
             let time = prev_time.wrapping_add(unzigzag(r.varint()?) as u64);
             let count = r.varint()?;
-            if let Some(c) = consumers.get_mut(&owner) {
-                c.pel.insert(id);
-            }
+            let Some(Some(c)) = slots.get_mut(owner as usize) else {
+                return Err(Malformed);
+            };
+            c.pel.insert(id);
             pel.insert(
                 id,
                 Nack {
@@ -157,10 +158,10 @@ pub(crate) fn decode(buf: &[u8]) -> Decoded<(GroupSet, u64)> {
             name,
             Group {
                 last_id,
-                explicit_last_id,
+                ahead_of_stream,
                 entries_read,
                 pel,
-                consumers,
+                consumers: Consumers::from_slots(slots),
             },
         );
     }
@@ -174,6 +175,7 @@ pub(crate) fn decode(buf: &[u8]) -> Decoded<(GroupSet, u64)> {
 mod tests {
     use super::*;
     use crate::group::state::Change;
+    use bytes::Bytes;
 
     #[test]
     fn checkpoint_round_trips_and_detects_damage() {
@@ -183,6 +185,7 @@ mod tests {
             group: g.clone(),
             last_id: StreamId::MIN,
             entries_read: Some(0),
+            ahead: false,
         });
         for (i, c) in ["a", "b"].iter().enumerate() {
             set.apply(&Change::Deliver {

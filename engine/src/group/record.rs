@@ -75,21 +75,25 @@ fn write_change(c: &Change, w: &mut Writer) {
             group,
             last_id,
             entries_read,
+            ahead,
         } => {
             w.u8(TAG_CREATE_GROUP);
             w.bytes(group);
             w.id(*last_id);
             w.opt(*entries_read);
+            w.u8(u8::from(*ahead));
         }
         Change::SetId {
             group,
             last_id,
             entries_read,
+            ahead,
         } => {
             w.u8(TAG_SET_ID);
             w.bytes(group);
             w.id(*last_id);
             w.opt(*entries_read);
+            w.u8(u8::from(*ahead));
         }
         Change::DestroyGroup { group } => {
             w.u8(TAG_DESTROY_GROUP);
@@ -156,12 +160,20 @@ fn write_change(c: &Change, w: &mut Writer) {
             w.ids(removed);
             match last_id {
                 None => w.u8(0),
-                Some(id) => {
-                    w.u8(1);
+                Some((id, ahead)) => {
+                    w.u8(1 + u8::from(*ahead));
                     w.id(*id);
                 }
             }
         }
+    }
+}
+
+fn flag(r: &mut Reader<'_>) -> Decoded<bool> {
+    match r.u8()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(Malformed),
     }
 }
 
@@ -173,11 +185,13 @@ fn decode_body(body: &[u8]) -> Decoded<Record> {
             group: r.bytes()?,
             last_id: r.id()?,
             entries_read: r.opt()?,
+            ahead: flag(&mut r)?,
         }),
         TAG_SET_ID => Record::Change(Change::SetId {
             group: r.bytes()?,
             last_id: r.id()?,
             entries_read: r.opt()?,
+            ahead: flag(&mut r)?,
         }),
         TAG_DESTROY_GROUP => Record::Change(Change::DestroyGroup { group: r.bytes()? }),
         TAG_CREATE_CONSUMER => Record::Change(Change::CreateConsumer {
@@ -205,11 +219,7 @@ fn decode_body(body: &[u8]) -> Decoded<Record> {
             let group = r.bytes()?;
             let consumer = r.bytes()?;
             let now = r.varint()?;
-            let active = match r.u8()? {
-                0 => false,
-                1 => true,
-                _ => return Err(Malformed),
-            };
+            let active = flag(&mut r)?;
             let n = r.count(4)?;
             let mut claimed = Vec::with_capacity(n);
             let mut prev = crate::StreamId::MIN;
@@ -220,7 +230,8 @@ fn decode_body(body: &[u8]) -> Decoded<Record> {
             let removed = r.ids()?;
             let last_id = match r.u8()? {
                 0 => None,
-                1 => Some(r.id()?),
+                1 => Some((r.id()?, false)),
+                2 => Some((r.id()?, true)),
                 _ => return Err(Malformed),
             };
             Record::Change(Change::Claim {
@@ -295,11 +306,13 @@ mod tests {
                 group: g.clone(),
                 last_id: StreamId::new(1, 2),
                 entries_read: None,
+                ahead: false,
             }),
             Record::Change(Change::SetId {
                 group: g.clone(),
                 last_id: StreamId::MAX,
                 entries_read: Some(3),
+                ahead: true,
             }),
             Record::Change(Change::DestroyGroup { group: g.clone() }),
             Record::Change(Change::CreateConsumer {
@@ -334,7 +347,7 @@ mod tests {
                 active: true,
                 claimed: vec![(StreamId::new(1, 5), 40, 3), (StreamId::new(2, 0), 41, 1)],
                 removed: vec![StreamId::new(1, 0)],
-                last_id: Some(StreamId::new(3, 3)),
+                last_id: Some((StreamId::new(3, 3), true)),
             }),
         ]
     }

@@ -38,16 +38,18 @@ pub(crate) trait EntrySource {
     fn after(&self, after: StreamId, count: usize) -> Result<Vec<Entry>>;
 }
 
-/// One pending entry: who got it last, when, and how many times it was delivered.
+/// One pending entry: who got it last, when, and how many times it was delivered. The owner
+/// is a consumer slot, not a name, to keep the entry at 24 bytes (one per pending entry).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Nack {
-    pub consumer: Bytes,
+    pub consumer: u32,
     pub delivery_time: u64,
     pub delivery_count: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Consumer {
+    pub name: Bytes,
     /// IDs of this consumer's pending entries (the data lives in the group PEL).
     pub pel: BTreeSet<StreamId>,
     pub seen_time: u64,
@@ -57,13 +59,101 @@ pub(crate) struct Consumer {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Group {
     pub last_id: StreamId,
-    /// The last ID was set by a command (CREATE, SETID, XCLAIM LASTID), not by delivering an
-    /// entry; such an ID may legitimately lie ahead of the stream, so recovery keeps it.
-    pub explicit_last_id: bool,
+    /// The last ID was set by a command (CREATE, SETID, XCLAIM LASTID) to an ID above the
+    /// stream's last ID at that time. Redis allows that, so recovery keeps it; a last ID that
+    /// was reached by delivering entries, or set within the stream, is clamped to the stream.
+    pub ahead_of_stream: bool,
     /// `None` is Redis' invalid counter (reported as nil).
     pub entries_read: Option<u64>,
     pub pel: BTreeMap<StreamId, Nack>,
-    pub consumers: BTreeMap<Bytes, Consumer>,
+    pub consumers: Consumers,
+}
+
+/// A group's consumers: slots that PEL entries point to, and a by-name index (sorted, as
+/// Redis lists them). A freed slot is reused by the next consumer, lowest first, so replaying
+/// the same changes always yields the same slots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Consumers {
+    slots: Vec<Option<Consumer>>,
+    by_name: BTreeMap<Bytes, u32>,
+}
+
+impl Consumers {
+    /// Rebuilds the name index from slots (checkpoint loading).
+    pub fn from_slots(slots: Vec<Option<Consumer>>) -> Consumers {
+        let by_name = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((c.as_ref()?.name.clone(), u32::try_from(i).ok()?)))
+            .collect();
+        Consumers { slots, by_name }
+    }
+
+    pub fn slots(&self) -> &[Option<Consumer>] {
+        &self.slots
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn get(&self, name: &[u8]) -> Option<&Consumer> {
+        self.by_slot(*self.by_name.get(name)?)
+    }
+
+    pub fn contains_key(&self, name: &[u8]) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// Consumers in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Consumer)> {
+        self.by_name
+            .iter()
+            .filter_map(|(n, s)| Some((n, self.by_slot(*s)?)))
+    }
+
+    pub fn by_slot(&self, slot: u32) -> Option<&Consumer> {
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
+    fn by_slot_mut(&mut self, slot: u32) -> Option<&mut Consumer> {
+        self.slots.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// The slot of consumer `name`, creating it (seen now, never active) if needed.
+    fn get_or_insert(&mut self, name: &Bytes, now: u64) -> u32 {
+        if let Some(slot) = self.by_name.get(name) {
+            return *slot;
+        }
+        let consumer = Consumer {
+            name: name.clone(),
+            pel: BTreeSet::new(),
+            seen_time: now,
+            active_time: None,
+        };
+        let slot = match self.slots.iter().position(Option::is_none) {
+            Some(free) => {
+                self.slots[free] = Some(consumer);
+                free
+            }
+            None => {
+                self.slots.push(Some(consumer));
+                self.slots.len() - 1
+            }
+        };
+        let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+        self.by_name.insert(name.clone(), slot);
+        slot
+    }
+
+    fn remove(&mut self, name: &[u8]) -> Option<Consumer> {
+        let slot = self.by_name.remove(name)?;
+        let c = self.slots.get_mut(slot as usize)?.take();
+        while self.slots.last().is_some_and(Option::is_none) {
+            self.slots.pop();
+        }
+        c
+    }
 }
 
 /// All consumer groups of one stream, by name (sorted, as Redis' rax orders them).
@@ -79,11 +169,14 @@ pub(crate) enum Change {
         group: Bytes,
         last_id: StreamId,
         entries_read: Option<u64>,
+        /// `last_id` was above the stream's last ID when the command ran.
+        ahead: bool,
     },
     SetId {
         group: Bytes,
         last_id: StreamId,
         entries_read: Option<u64>,
+        ahead: bool,
     },
     DestroyGroup {
         group: Bytes,
@@ -121,7 +214,8 @@ pub(crate) enum Change {
         active: bool,
         claimed: Vec<(StreamId, u64, u64)>,
         removed: Vec<StreamId>,
-        last_id: Option<StreamId>,
+        /// XCLAIM LASTID, and whether it was above the stream's last ID.
+        last_id: Option<(StreamId, bool)>,
     },
 }
 
@@ -223,11 +317,13 @@ impl GroupSet {
             .collect())
     }
 
+    /// XGROUP CREATE; `stream_last` is the stream's last ID now.
     pub fn plan_create_group(
         &self,
         name: &[u8],
         id: StreamId,
         entries_read: Option<u64>,
+        stream_last: StreamId,
     ) -> Result<Planned<()>> {
         if self.groups.contains_key(name) {
             return Err(Error::BusyGroup);
@@ -238,15 +334,18 @@ impl GroupSet {
                 group: Bytes::copy_from_slice(name),
                 last_id: id,
                 entries_read,
+                ahead: id > stream_last,
             }),
         ))
     }
 
+    /// XGROUP SETID; `stream_last` is the stream's last ID now.
     pub fn plan_set_id(
         &self,
         name: &[u8],
         id: StreamId,
         entries_read: Option<u64>,
+        stream_last: StreamId,
     ) -> Result<Planned<()>> {
         self.group(name)?;
         Ok(Planned::new(
@@ -255,6 +354,7 @@ impl GroupSet {
                 group: Bytes::copy_from_slice(name),
                 last_id: id,
                 entries_read,
+                ahead: id > stream_last,
             }),
         ))
     }
@@ -459,7 +559,11 @@ impl GroupSet {
         };
         let entry = |id: StreamId, n: &Nack| PendingEntry {
             id,
-            consumer: n.consumer.clone(),
+            consumer: g
+                .consumers
+                .by_slot(n.consumer)
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
             delivery_time_ms: n.delivery_time,
             delivery_count: n.delivery_count,
         };
@@ -565,7 +669,10 @@ impl GroupSet {
             active: !out.is_empty(),
             claimed,
             removed,
-            last_id: options.last_id.filter(|l| *l > g.last_id),
+            last_id: options
+                .last_id
+                .filter(|l| *l > g.last_id)
+                .map(|l| (l, l > src.facts().last_id)),
         };
         Ok(Planned::new(out, Some(change)))
     }
@@ -654,10 +761,11 @@ impl GroupSet {
                 group,
                 last_id,
                 entries_read,
+                ahead,
             } => {
                 self.groups.entry(group.clone()).or_insert_with(|| Group {
                     last_id: *last_id,
-                    explicit_last_id: true,
+                    ahead_of_stream: *ahead,
                     entries_read: *entries_read,
                     ..Group::default()
                 });
@@ -666,10 +774,11 @@ impl GroupSet {
                 group,
                 last_id,
                 entries_read,
+                ahead,
             } => {
                 if let Some(g) = self.groups.get_mut(group) {
                     g.last_id = *last_id;
-                    g.explicit_last_id = true;
+                    g.ahead_of_stream = *ahead;
                     g.entries_read = *entries_read;
                 }
             }
@@ -682,7 +791,7 @@ impl GroupSet {
                 now,
             } => {
                 if let Some(g) = self.groups.get_mut(group) {
-                    g.consumer_mut(consumer, *now);
+                    g.consumers.get_or_insert(consumer, *now);
                 }
             }
             Change::DeleteConsumer { group, consumer } => {
@@ -705,15 +814,18 @@ impl GroupSet {
                 if let Some(g) = self.groups.get_mut(group) {
                     if g.last_id != *last_id {
                         g.last_id = *last_id;
-                        g.explicit_last_id = false;
+                        g.ahead_of_stream = false;
                     }
                     g.entries_read = *entries_read;
-                    g.consumer_mut(consumer, *now).seen_time = *now;
+                    let slot = g.consumers.get_or_insert(consumer, *now);
                     for id in ids {
-                        g.assign(*id, consumer, *now, 1);
+                        g.assign(*id, slot, *now, 1);
                     }
-                    if !ids.is_empty() {
-                        g.consumer_mut(consumer, *now).active_time = Some(*now);
+                    if let Some(c) = g.consumers.by_slot_mut(slot) {
+                        c.seen_time = *now;
+                        if !ids.is_empty() {
+                            c.active_time = Some(*now);
+                        }
                     }
                 }
             }
@@ -734,21 +846,24 @@ impl GroupSet {
                 last_id,
             } => {
                 if let Some(g) = self.groups.get_mut(group) {
-                    if let Some(l) = last_id {
+                    if let Some((l, ahead)) = last_id {
                         if *l > g.last_id {
                             g.last_id = *l;
-                            g.explicit_last_id = true;
+                            g.ahead_of_stream = *ahead;
                         }
                     }
-                    g.consumer_mut(consumer, *now).seen_time = *now;
+                    let slot = g.consumers.get_or_insert(consumer, *now);
                     for id in removed {
                         g.unassign(*id);
                     }
                     for (id, time, count) in claimed {
-                        g.assign(*id, consumer, *time, *count);
+                        g.assign(*id, slot, *time, *count);
                     }
-                    if *active {
-                        g.consumer_mut(consumer, *now).active_time = Some(*now);
+                    if let Some(c) = g.consumers.by_slot_mut(slot) {
+                        c.seen_time = *now;
+                        if *active {
+                            c.active_time = Some(*now);
+                        }
                     }
                 }
             }
@@ -763,7 +878,7 @@ impl GroupSet {
         let mut notes = Vec::new();
         for (name, g) in self.groups.iter_mut() {
             let mut note = Vec::new();
-            if g.last_id > facts.last_id && !g.explicit_last_id {
+            if g.last_id > facts.last_id && !g.ahead_of_stream {
                 note.push(format!(
                     "last-delivered-id {} -> {}",
                     g.last_id, facts.last_id
@@ -798,44 +913,28 @@ impl GroupSet {
 }
 
 impl Group {
-    fn consumer_mut(&mut self, name: &Bytes, now: u64) -> &mut Consumer {
-        self.consumers
-            .entry(name.clone())
-            .or_insert_with(|| Consumer {
-                pel: BTreeSet::new(),
-                seen_time: now,
-                active_time: None,
-            })
-    }
-
-    /// Makes `consumer` the owner of PEL entry `id` with the given delivery time and count.
-    fn assign(&mut self, id: StreamId, consumer: &Bytes, time: u64, count: u64) {
-        let owner = match self.consumers.get_key_value(consumer) {
-            Some((k, _)) => k.clone(),
-            None => consumer.clone(),
+    /// Makes consumer `slot` the owner of PEL entry `id` with the given delivery time and count.
+    fn assign(&mut self, id: StreamId, slot: u32, time: u64, count: u64) {
+        let nack = Nack {
+            consumer: slot,
+            delivery_time: time,
+            delivery_count: count,
         };
-        if let Some(old) = self.pel.insert(
-            id,
-            Nack {
-                consumer: owner,
-                delivery_time: time,
-                delivery_count: count,
-            },
-        ) {
-            if old.consumer != *consumer {
-                if let Some(c) = self.consumers.get_mut(&old.consumer) {
+        if let Some(old) = self.pel.insert(id, nack) {
+            if old.consumer != slot {
+                if let Some(c) = self.consumers.by_slot_mut(old.consumer) {
                     c.pel.remove(&id);
                 }
             }
         }
-        if let Some(c) = self.consumers.get_mut(consumer) {
+        if let Some(c) = self.consumers.by_slot_mut(slot) {
             c.pel.insert(id);
         }
     }
 
     fn unassign(&mut self, id: StreamId) {
         if let Some(old) = self.pel.remove(&id) {
-            if let Some(c) = self.consumers.get_mut(&old.consumer) {
+            if let Some(c) = self.consumers.by_slot_mut(old.consumer) {
                 c.pel.remove(&id);
             }
         }
@@ -896,7 +995,9 @@ mod tests {
             p.reply
         }
         fn create(&mut self, g: &str, at: StreamId, er: Option<u64>) {
-            let p = self.set.plan_create_group(g.as_bytes(), at, er);
+            let p = self
+                .set
+                .plan_create_group(g.as_bytes(), at, er, self.s.last_id);
             self.run(p)
         }
         fn read(
@@ -975,7 +1076,8 @@ mod tests {
             ]
         );
         assert!(matches!(
-            e.set.plan_create_group(b"g0", StreamId::MIN, None),
+            e.set
+                .plan_create_group(b"g0", StreamId::MIN, None, e.s.last_id),
             Err(Error::BusyGroup)
         ));
         // XDEL 3-0: lag of g0 and g3 becomes unknown.
@@ -1054,7 +1156,7 @@ mod tests {
             vec![pe(1, "c", 60, 4), pe(3, "c", 50, 3), pe(6, "a", 40, 1)]
         );
         // SETID 0 (entries-read unknown), then `>` re-delivers and reassigns with count 1.
-        let p = e.set.plan_set_id(b"g", StreamId::MIN, None);
+        let p = e.set.plan_set_id(b"g", StreamId::MIN, None, e.s.last_id);
         e.run(p);
         let d = e.read("g", "d", GroupStart::New, Some(2), 70);
         assert_eq!(Env::ids(&d), vec![(id(1), true), (id(3), true)]);
@@ -1260,13 +1362,15 @@ mod tests {
         let mut e = Env::with_entries(5);
         e.create("g", StreamId::MIN, Some(0));
         e.create("h", id(2), None);
-        // Created ahead of the stream on purpose: kept.
+        // Created ahead of the stream on purpose: kept. Created at `$`: clamped.
         e.create("k", id(9), None);
+        e.create("dollar", id(5), None);
         e.read("g", "a", GroupStart::New, None, 1);
         let mut lost = MemStream::default();
         lost.add_n(3);
         let notes = e.set.clamp(&lost.facts());
-        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert_eq!(e.set.groups[&Bytes::from_static(b"dollar")].last_id, id(3));
         let g = &e.set.groups[&Bytes::from_static(b"g")];
         assert_eq!(g.last_id, id(3));
         assert_eq!(g.entries_read, Some(3));
@@ -1274,7 +1378,7 @@ mod tests {
             g.pel.keys().copied().collect::<Vec<_>>(),
             vec![id(1), id(2), id(3)]
         );
-        assert_eq!(g.consumers[&Bytes::from_static(b"a")].pel.len(), 3);
+        assert_eq!(g.consumers.get(b"a").unwrap().pel.len(), 3);
         assert_eq!(e.set.groups[&Bytes::from_static(b"k")].last_id, id(9));
         assert!(e.set.clamp(&lost.facts()).is_empty());
     }

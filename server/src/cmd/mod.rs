@@ -46,8 +46,7 @@ pub fn parse(args: &[Bytes]) -> Result<(Command, &'static table::Spec), Reply> {
     if !spec.arity_ok(args.len()) {
         return Err(wrong_arity(spec.name));
     }
-    if table::is_container(spec.name) {
-        let sub = &rest[0];
+    if let (true, Some(sub)) = (table::is_container(spec.name), rest.first()) {
         let Some(arity) = table::subcommand_arity(spec.name, sub) else {
             return Err(Reply::err(format!(
                 "unknown subcommand '{}'. Try {} HELP.",

@@ -302,11 +302,13 @@ fn run_real(store: &mut GroupStore, s: &MemStream, op: &Op, now: u64) -> Result<
     let set = store.set();
     let (reply, change) = match op {
         Op::Add(_) | Op::Del(_) | Op::Reopen | Op::Checkpoint => return Ok(Reply::Unit),
-        Op::Create(g, k) => match set.plan_create_group(GROUPS[*g].as_bytes(), id(*k), None) {
-            Ok(p) => (Reply::Unit, p.change),
-            Err(_) => return Ok(Reply::Err),
-        },
-        Op::SetId(g, k) => match set.plan_set_id(GROUPS[*g].as_bytes(), id(*k), None) {
+        Op::Create(g, k) => {
+            match set.plan_create_group(GROUPS[*g].as_bytes(), id(*k), None, s.last_id) {
+                Ok(p) => (Reply::Unit, p.change),
+                Err(_) => return Ok(Reply::Err),
+            }
+        }
+        Op::SetId(g, k) => match set.plan_set_id(GROUPS[*g].as_bytes(), id(*k), None, s.last_id) {
             Ok(p) => (Reply::Unit, p.change),
             Err(_) => return Ok(Reply::Err),
         },
@@ -463,7 +465,8 @@ fn project(set: &GroupSet) -> Projection {
                 .map(|(i, n)| {
                     (
                         *i,
-                        String::from_utf8_lossy(&n.consumer).into_owned(),
+                        String::from_utf8_lossy(&g.consumers.by_slot(n.consumer).unwrap().name)
+                            .into_owned(),
                         n.delivery_time,
                         n.delivery_count,
                     )
@@ -623,7 +626,7 @@ fn assert_contract(durable: &GroupSet, recovered: &GroupSet, last_stream_id: Str
                 "PEL id {id} above the stream's last id"
             );
         }
-        if !g.explicit_last_id {
+        if !g.ahead_of_stream {
             assert!(
                 g.last_id <= last_stream_id,
                 "delivered last id above the stream's last id"
@@ -708,7 +711,7 @@ proptest! {
         let mut clamped = 0;
         for (name, g) in &after.groups {
             let b = &before.groups[name];
-            let want_last = if b.explicit_last_id { b.last_id } else { b.last_id.min(lost.last_id) };
+            let want_last = if b.ahead_of_stream { b.last_id } else { b.last_id.min(lost.last_id) };
             prop_assert_eq!(g.last_id, want_last);
             for (i, n) in &g.pel {
                 prop_assert!(*i <= lost.last_id);
@@ -738,7 +741,7 @@ fn journal_compacts_into_checkpoint_and_disk_follows_live_state() {
     let (mut store, _) = open(dir.path(), &s, 4096);
     let set = store
         .set()
-        .plan_create_group(b"g", StreamId::MIN, None)
+        .plan_create_group(b"g", StreamId::MIN, None, s.last_id)
         .unwrap();
     store.commit(set.change).unwrap();
     for round in 0..300u64 {
@@ -783,7 +786,7 @@ fn crash_between_checkpoint_and_journal_restart_discards_the_stale_journal() {
     let (mut store, _) = open(dir.path(), &s, 1 << 40);
     let p = store
         .set()
-        .plan_create_group(b"g", StreamId::MIN, None)
+        .plan_create_group(b"g", StreamId::MIN, None, s.last_id)
         .unwrap();
     store.commit(p.change).unwrap();
     let p = store
@@ -811,7 +814,7 @@ fn damaged_checkpoint_is_reported_as_corruption() {
     let (mut store, _) = open(dir.path(), &s, 1 << 40);
     let p = store
         .set()
-        .plan_create_group(b"g", StreamId::MIN, None)
+        .plan_create_group(b"g", StreamId::MIN, None, s.last_id)
         .unwrap();
     store.commit(p.change).unwrap();
     store.checkpoint().unwrap();
@@ -830,7 +833,10 @@ fn journal_ahead_of_its_checkpoint_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let s = MemStream::default();
     let (mut store, _) = open(dir.path(), &s, 1 << 40);
-    let p = store.set().plan_create_group(b"g", StreamId::MIN, None).unwrap();
+    let p = store
+        .set()
+        .plan_create_group(b"g", StreamId::MIN, None, s.last_id)
+        .unwrap();
     store.commit(p.change).unwrap();
     store.checkpoint().unwrap();
     let old_ckpt = std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap();

@@ -1,0 +1,819 @@
+//! One client connection: read requests (pipelined), execute each, write replies. RESP2 by
+//! default, RESP3 after `HELLO 3`. Output is bounded: large replies are produced in chunks
+//! and flushed as they are made.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use sluice_engine::{Db, Lsn};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::client::ClientHandle;
+use crate::cmd::{self, Command, Ctx, Effects, Outcome};
+use crate::reply::{Protocol, Reply};
+use crate::resp::{Limits, Parser};
+use crate::server::{lock, Shared};
+
+/// Flush the output buffer once it holds this much, before executing more pipelined requests.
+const FLUSH_AT: usize = 64 * 1024;
+/// Read at most this much per read call.
+const READ_CHUNK: usize = 16 * 1024;
+/// Why a subscriber cut off by the pub/sub hub is closed.
+const CUT_OFF: &str = "pub/sub output buffer limit reached";
+
+/// CLIENT REPLY modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    /// Skip the reply of the next command only.
+    Skip,
+    /// Set while executing the command after CLIENT REPLY SKIP.
+    Skipping,
+}
+
+/// A queued MULTI transaction.
+#[derive(Debug, Default)]
+pub struct Multi {
+    pub queued: Vec<(Command, &'static cmd::table::Spec, Vec<Bytes>)>,
+    /// A command failed to queue: EXEC answers EXECABORT.
+    pub aborted: bool,
+}
+
+/// Per-connection state that commands may change.
+pub struct ClientState {
+    pub id: u64,
+    pub handle: Arc<ClientHandle>,
+    pub proto: Protocol,
+    pub db: Db,
+    pub authenticated: bool,
+    pub multi: Option<Multi>,
+    pub watched: Vec<(Db, Bytes)>,
+    pub reply_mode: ReplyMode,
+    pub pubsub: crate::pubsub::Session,
+    /// Close once the current replies are written (QUIT, CLIENT KILL of self).
+    pub close_after_reply: bool,
+}
+
+impl ClientState {
+    /// Whether the client is in RESP2 subscribed mode (only pub/sub commands allowed).
+    pub fn subscribed_resp2(&self) -> bool {
+        self.proto == Protocol::Resp2
+            && (self.pubsub.channels() + self.pubsub.patterns() + self.pubsub.shard_channels()) > 0
+    }
+
+    /// Drops every WATCH of this client.
+    pub fn unwatch(&mut self, shared: &Shared) {
+        if self.watched.is_empty() {
+            return;
+        }
+        let mut watches = lock(&shared.watches);
+        for key in self.watched.drain(..) {
+            if let Some(set) = watches.get_mut(&key) {
+                set.remove(&self.id);
+                if set.is_empty() {
+                    watches.remove(&key);
+                }
+            }
+        }
+        self.handle.dirty_cas.store(false, Ordering::SeqCst);
+        lock(&self.handle.info).watch = 0;
+    }
+
+    /// Updates what CLIENT LIST shows.
+    fn publish_info(&self) {
+        let mut info = lock(&self.handle.info);
+        info.db = self.db;
+        info.resp = match self.proto {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        };
+        info.sub = self.pubsub.channels();
+        info.psub = self.pubsub.patterns();
+        info.ssub = self.pubsub.shard_channels();
+        info.omem = usize::try_from(self.pubsub.queued_bytes()).unwrap_or(usize::MAX);
+        info.multi = self
+            .multi
+            .as_ref()
+            .map_or(-1, |m| i64::try_from(m.queued.len()).unwrap_or(i64::MAX));
+        info.watch = self.watched.len();
+    }
+}
+
+/// Wall-clock Unix time in ms.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Serves one client until it disconnects, is killed, errs or the server shuts down.
+pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, handle: Arc<ClientHandle>) {
+    let id = handle.id;
+    let pubsub = crate::pubsub::Session::new(&shared, id);
+    let authenticated = shared.config().requirepass.is_none();
+    let mut state = ClientState {
+        id,
+        handle: handle.clone(),
+        proto: Protocol::Resp2,
+        db: 0,
+        authenticated,
+        multi: None,
+        watched: Vec::new(),
+        reply_mode: ReplyMode::On,
+        pubsub,
+        close_after_reply: false,
+    };
+    state.publish_info();
+    let mut conn = Conn {
+        cut_off: state.pubsub.cut_off_signal(),
+        shared: shared.clone(),
+        input: BytesMut::with_capacity(READ_CHUNK),
+        out: BytesMut::new(),
+        parser: Parser::new(),
+    };
+    if let Err(why) = conn.run(&mut socket, &mut state).await {
+        if !why.is_empty() {
+            crate::log(&format!("client {id} closed: {why}"));
+        }
+    }
+    state.unwatch(&shared);
+    state.pubsub.clear();
+    shared.clients.remove(id);
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    /// Completes when the pub/sub hub cuts this client off (output buffer limit): a flush
+    /// to a client that does not read must not wait forever.
+    cut_off: crate::pubsub::CutOffSignal,
+    input: BytesMut,
+    out: BytesMut,
+    parser: Parser,
+}
+
+/// Why the loop stopped; an empty string means a normal close.
+type Closed = String;
+
+impl Conn {
+    async fn run(&mut self, socket: &mut TcpStream, state: &mut ClientState) -> Result<(), Closed> {
+        let shared = self.shared.clone();
+        loop {
+            // Execute every complete request already buffered.
+            loop {
+                if state.handle.is_killed() || shared.shutdown.is_triggered() {
+                    self.flush(socket).await?;
+                    return Ok(());
+                }
+                let limits = self.limits(state);
+                match self.parser.next(&mut self.input, &limits) {
+                    Ok(Some(args)) => {
+                        self.request(socket, state, args).await?;
+                        state.publish_info();
+                        if state.close_after_reply {
+                            self.flush(socket).await?;
+                            return Ok(());
+                        }
+                        if self.out.len() >= FLUSH_AT {
+                            self.flush(socket).await?;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        Stats::error(&shared, "ERR");
+                        Reply::Error(e.reply_text()).encode(state.proto, &mut self.out);
+                        self.flush(socket).await?;
+                        return Err(format!("{e}"));
+                    }
+                }
+            }
+            self.flush(socket).await?;
+            // The query buffer limit counts unparsed input plus a request's collected args.
+            let limit = shared.config().client_query_buffer_limit;
+            let held = (self.input.len() + self.parser.pending_bytes()) as u64;
+            if held > limit {
+                return Err("closing client that reached max query buffer length".into());
+            }
+            {
+                let mut info = lock(&state.handle.info);
+                info.qbuf = self.input.len();
+                info.qbuf_free = self.input.capacity() - self.input.len();
+            }
+            let idle = {
+                let timeout = shared.config().timeout;
+                let exempt = state.pubsub.channels() + state.pubsub.patterns() > 0;
+                if timeout == 0 || exempt {
+                    Duration::from_secs(u64::MAX / 4)
+                } else {
+                    Duration::from_secs(timeout)
+                }
+            };
+            self.input.reserve(READ_CHUNK);
+            tokio::select! {
+                n = socket.read_buf(&mut self.input) => {
+                    let n = n.map_err(|e| e.to_string())?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    shared.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                msg = state.pubsub.recv() => match msg {
+                    Some(bytes) => self.out.extend_from_slice(&bytes),
+                    None => return Err(CUT_OFF.into()),
+                },
+                _ = state.handle.kill_notify.notified() => {}
+                _ = shared.shutdown.wait() => {}
+                _ = tokio::time::sleep(idle) => return Err(String::new()),
+            }
+        }
+    }
+
+    fn limits(&self, state: &ClientState) -> Limits {
+        Limits {
+            max_bulk: self.shared.config().proto_max_bulk_len,
+            unauthenticated: !state.authenticated,
+        }
+    }
+
+    async fn flush(&mut self, socket: &mut TcpStream) -> Result<(), Closed> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let n = self.out.len();
+        tokio::select! {
+            written = socket.write_all(&self.out) => written.map_err(|e| e.to_string())?,
+            _ = self.cut_off.wait() => return Err(CUT_OFF.into()),
+        }
+        self.shared
+            .stats
+            .net_output_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
+        self.out.clear();
+        // Give back memory after a big reply.
+        if self.out.capacity() > 4 * FLUSH_AT {
+            self.out = BytesMut::new();
+        }
+        Ok(())
+    }
+
+    /// Handles one request: checks, queueing in MULTI, execution, reply.
+    async fn request(
+        &mut self,
+        socket: &mut TcpStream,
+        state: &mut ClientState,
+        args: Vec<Bytes>,
+    ) -> Result<(), Closed> {
+        let shared = self.shared.clone();
+        state
+            .handle
+            .last_interaction_ms
+            .store(now_ms(), Ordering::Relaxed);
+        if state.reply_mode == ReplyMode::Skip {
+            state.reply_mode = ReplyMode::Skipping;
+        } else if state.reply_mode == ReplyMode::Skipping {
+            state.reply_mode = ReplyMode::On;
+        }
+        let name_lower = args
+            .first()
+            .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
+            .unwrap_or_default();
+        lock(&state.handle.info).last_cmd = name_lower.clone();
+        let parsed = cmd::parse(&args);
+        let (command, spec) = match parsed {
+            Ok(ok) => ok,
+            Err(reply) => {
+                if let Some(multi) = state.multi.as_mut() {
+                    multi.aborted = true;
+                }
+                if cmd::table::lookup(args.first().map_or(&[][..], |b| &b[..])).is_some() {
+                    Stats::rejected(&shared, &name_lower);
+                }
+                self.reply(state, reply);
+                return Ok(());
+            }
+        };
+        if !state.authenticated && !spec.flags.contains(&"no_auth") {
+            if let Some(multi) = state.multi.as_mut() {
+                multi.aborted = true;
+            }
+            Stats::rejected(&shared, spec.name);
+            self.reply(
+                state,
+                Reply::Error("NOAUTH Authentication required.".to_string()),
+            );
+            return Ok(());
+        }
+        if state.subscribed_resp2()
+            && !matches!(
+                spec.name,
+                "subscribe"
+                    | "psubscribe"
+                    | "ssubscribe"
+                    | "unsubscribe"
+                    | "punsubscribe"
+                    | "sunsubscribe"
+                    | "ping"
+                    | "quit"
+                    | "reset"
+            )
+        {
+            Stats::rejected(&shared, spec.name);
+            let full_name = match args.get(1) {
+                Some(sub) if cmd::table::is_container(spec.name) => format!(
+                    "{}|{}",
+                    spec.name,
+                    String::from_utf8_lossy(sub).to_ascii_lowercase()
+                ),
+                _ => spec.name.to_string(),
+            };
+            self.reply(state, crate::pubsub::subscribed_mode_error(&full_name));
+            return Ok(());
+        }
+        if let Some(multi) = state.multi.as_mut() {
+            if !matches!(
+                spec.name,
+                "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+            ) {
+                multi.queued.push((command, spec, args));
+                self.reply(state, Reply::Simple("QUEUED".into()));
+                return Ok(());
+            }
+        }
+        if spec.name == "exec" {
+            return self.exec(socket, state).await;
+        }
+        let command = match command {
+            Command::PubSub(c) => {
+                // Pub/sub needs no engine: run it outside the engine lock.
+                let started = Instant::now();
+                let replies = cmd::pubsub::execute(c, &mut state.pubsub);
+                let failed = replies.iter().any(Reply::is_error);
+                for r in replies {
+                    self.reply(state, r);
+                }
+                Stats::call(&shared, spec.name, started, failed);
+                return Ok(());
+            }
+            other => other,
+        };
+        let started = Instant::now();
+        let mut effects = Effects::default();
+        let outcome = {
+            let mut engine = shared.engine();
+            if spec.flags.contains(&"write") {
+                if let Some(why) = engine.stats().poisoned {
+                    drop(engine);
+                    Stats::rejected(&shared, spec.name);
+                    self.reply(state, cmd::misconf(&why));
+                    return Ok(());
+                }
+            }
+            let now = now_ms();
+            expire_keys(
+                &shared,
+                &mut engine,
+                state.db,
+                spec,
+                &args,
+                now,
+                &mut effects,
+            );
+            let mut ctx = Ctx {
+                engine: &mut engine,
+                db: state.db,
+                now_ms: now,
+                client_id: state.id,
+                in_multi: false,
+                effects: &mut effects,
+            };
+            let outcome = execute(command, &mut ctx, state, &shared);
+            invalidate_watches(&shared, &effects);
+            outcome
+        };
+        let outcome = match outcome {
+            Execution::Outcome(o) => o,
+            Execution::Shutdown => {
+                shared.shutdown.trigger();
+                state.close_after_reply = true;
+                return Ok(());
+            }
+            Execution::Reload => {
+                let reply = crate::server::debug_reload(&shared);
+                self.reply(state, reply);
+                return Ok(());
+            }
+            Execution::Replies(replies) => {
+                for r in replies {
+                    self.reply(state, r);
+                }
+                Stats::call(&shared, spec.name, started, false);
+                return Ok(());
+            }
+        };
+        self.after_execute(state, &effects);
+        let outcome = match outcome {
+            Outcome::Block(request) => {
+                let mut effects = Effects::default();
+                let outcome = self.block(socket, state, request, &mut effects).await?;
+                self.after_execute(state, &effects);
+                self.await_durable(effects.lsn).await;
+                outcome
+            }
+            other => other,
+        };
+        let failed = self.await_durable(effects.lsn).await;
+        match (failed, outcome) {
+            (Some(err), _) => {
+                Stats::call(&shared, spec.name, started, true);
+                self.reply(state, err);
+            }
+            (None, Outcome::Reply(reply)) => {
+                Stats::call(&shared, spec.name, started, reply.is_error());
+                self.reply(state, reply);
+            }
+            (None, Outcome::Chunked(mut chunked)) => {
+                Stats::call(&shared, spec.name, started, false);
+                self.drain_pubsub(state);
+                loop {
+                    let done = {
+                        let mut engine = shared.engine();
+                        chunked.next_chunk(&mut engine, state.proto, &mut self.out)
+                    };
+                    match done {
+                        Ok(true) => break,
+                        Ok(false) => self.flush(socket).await?,
+                        Err(why) => return Err(why),
+                    }
+                }
+                if state.reply_mode != ReplyMode::On {
+                    self.out.clear();
+                }
+            }
+            (None, Outcome::Block(_)) => {
+                // blocking::wait never returns Block; answer as a timeout.
+                self.reply(state, Reply::NullArray);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for a blocked read, while watching the socket for a disconnect and the client
+    /// for CLIENT KILL.
+    async fn block(
+        &mut self,
+        socket: &mut TcpStream,
+        state: &mut ClientState,
+        request: crate::blocking::BlockRequest,
+        effects: &mut Effects,
+    ) -> Result<Outcome, Closed> {
+        let shared = self.shared.clone();
+        lock(&state.handle.info).blocked = true;
+        let result = {
+            let wait = crate::blocking::wait(&shared, state.id, state.db, request, effects);
+            tokio::pin!(wait);
+            loop {
+                self.input.reserve(READ_CHUNK);
+                tokio::select! {
+                    outcome = &mut wait => break Ok(outcome),
+                    n = socket.read_buf(&mut self.input) => match n {
+                        Ok(0) => break Err(String::new()),
+                        Ok(_) => {
+                            if self.input.len() as u64 > shared.config().client_query_buffer_limit {
+                                break Err("closing client that reached max query buffer length".into());
+                            }
+                        }
+                        Err(e) => break Err(e.to_string()),
+                    },
+                    _ = state.handle.kill_notify.notified() => break Err(String::new()),
+                    _ = shared.shutdown.wait() => break Err(String::new()),
+                }
+            }
+        };
+        lock(&state.handle.info).blocked = false;
+        result
+    }
+
+    /// EXEC: runs the queued commands atomically under one engine lock; the reply waits until
+    /// the whole transaction is durable.
+    async fn exec(
+        &mut self,
+        socket: &mut TcpStream,
+        state: &mut ClientState,
+    ) -> Result<(), Closed> {
+        let shared = self.shared.clone();
+        let Some(multi) = state.multi.take() else {
+            self.reply(state, Reply::err("EXEC without MULTI"));
+            return Ok(());
+        };
+        if multi.aborted {
+            state.unwatch(&shared);
+            self.reply(
+                state,
+                Reply::Error(
+                    "EXECABORT Transaction discarded because of previous errors.".to_string(),
+                ),
+            );
+            return Ok(());
+        }
+        let mut effects = Effects::default();
+        let mut body = BytesMut::new();
+        let mut after = Vec::new();
+        {
+            let mut engine = shared.engine();
+            if state.handle.dirty_cas.load(Ordering::SeqCst) {
+                drop(engine);
+                state.unwatch(&shared);
+                self.reply(state, Reply::NullArray);
+                return Ok(());
+            }
+            let poisoned = engine.stats().poisoned;
+            crate::reply::encode_array_header(&mut body, multi.queued.len());
+            for (command, spec, args) in multi.queued {
+                let started = Instant::now();
+                let now = now_ms();
+                expire_keys(
+                    &shared,
+                    &mut engine,
+                    state.db,
+                    spec,
+                    &args,
+                    now,
+                    &mut effects,
+                );
+                if spec.flags.contains(&"write") {
+                    if let Some(why) = &poisoned {
+                        cmd::misconf(why).encode(state.proto, &mut body);
+                        continue;
+                    }
+                }
+                let mut ctx = Ctx {
+                    engine: &mut engine,
+                    db: state.db,
+                    now_ms: now,
+                    client_id: state.id,
+                    in_multi: true,
+                    effects: &mut effects,
+                };
+                match execute(command, &mut ctx, state, &shared) {
+                    Execution::Outcome(Outcome::Reply(r)) => {
+                        Stats::call(&shared, spec.name, started, r.is_error());
+                        r.encode(state.proto, &mut body);
+                    }
+                    Execution::Outcome(Outcome::Chunked(mut c)) => {
+                        Stats::call(&shared, spec.name, started, false);
+                        loop {
+                            match c.next_chunk(&mut engine, state.proto, &mut body) {
+                                Ok(true) => break,
+                                Ok(false) => {}
+                                Err(why) => return Err(why),
+                            }
+                        }
+                    }
+                    Execution::Outcome(Outcome::Block(_)) => {
+                        Reply::NullArray.encode(state.proto, &mut body);
+                    }
+                    Execution::Replies(replies) => {
+                        // Pub/sub inside EXEC: all confirmations as one element each in
+                        // Redis; we keep the first (SUBSCRIBE with one channel).
+                        let first = replies.into_iter().next().unwrap_or(Reply::Null);
+                        first.encode(state.proto, &mut body);
+                    }
+                    Execution::Shutdown => {
+                        after.push(Execution::Shutdown);
+                        Reply::Ok.encode(state.proto, &mut body);
+                    }
+                    Execution::Reload => {
+                        Reply::err("DEBUG RELOAD is not allowed inside MULTI")
+                            .encode(state.proto, &mut body);
+                    }
+                }
+            }
+            invalidate_watches(&shared, &effects);
+        }
+        state.unwatch(&shared);
+        Stats::call(&shared, "exec", Instant::now(), false);
+        self.after_execute(state, &effects);
+        if let Some(err) = self.await_durable(effects.lsn).await {
+            self.reply(state, err);
+        } else if state.reply_mode == ReplyMode::On {
+            self.drain_pubsub(state);
+            self.out.extend_from_slice(&body);
+        }
+        if !after.is_empty() {
+            shared.shutdown.trigger();
+            state.close_after_reply = true;
+        }
+        let _ = socket;
+        Ok(())
+    }
+
+    /// Publishes keyspace events and wakes blocked readers (outside the engine lock).
+    fn after_execute(&self, state: &ClientState, effects: &Effects) {
+        let _ = state;
+        publish_effects(&self.shared, effects);
+    }
+
+    /// Waits until `lsn` is durable under the fsync policy. Returns an error reply if the
+    /// engine was poisoned meanwhile (the write may not survive a crash).
+    async fn await_durable(&self, lsn: Lsn) -> Option<Reply> {
+        if lsn == Lsn(0) {
+            return None;
+        }
+        let durability = lock(&self.shared.durability).clone();
+        let mut rx = self.shared.durable.subscribe();
+        loop {
+            if durability.is_durable(lsn) {
+                return None;
+            }
+            if let Some(why) = durability.poisoned() {
+                return Some(cmd::misconf(&why));
+            }
+            // The listener publishes each completed sync round; re-check periodically in
+            // case the engine poisons itself without publishing.
+            let _ =
+                tokio::time::timeout(Duration::from_millis(50), rx.wait_for(|d| *d >= lsn)).await;
+        }
+    }
+
+    /// Moves pub/sub messages and confirmations queued so far into the output, so a reply
+    /// written next follows every message published before it (Redis' order). Pushes are
+    /// sent even under CLIENT REPLY OFF, as Redis does.
+    fn drain_pubsub(&mut self, state: &ClientState) {
+        while let Ok(Some(queued)) = state.pubsub.try_recv() {
+            self.out.extend_from_slice(&queued);
+        }
+    }
+
+    fn reply(&mut self, state: &ClientState, reply: Reply) {
+        self.drain_pubsub(state);
+        if reply.is_error() {
+            if let Reply::Error(text) = &reply {
+                let code = text.split(' ').next().unwrap_or("ERR");
+                Stats::error(&self.shared, code);
+            }
+        }
+        if state.reply_mode == ReplyMode::On {
+            reply.encode(state.proto, &mut self.out);
+        }
+    }
+}
+
+/// What executing one parsed command did.
+pub enum Execution {
+    Outcome(Outcome),
+    /// Pub/sub commands answer with one reply per confirmation.
+    Replies(Vec<Reply>),
+    /// SHUTDOWN: stop the server after this command.
+    Shutdown,
+    /// DEBUG RELOAD: close and reopen the engine (done by the caller, which holds no lock).
+    Reload,
+}
+
+/// Executes one parsed command with the engine locked (in `ctx`).
+fn execute(
+    command: Command,
+    ctx: &mut Ctx,
+    state: &mut ClientState,
+    shared: &Arc<Shared>,
+) -> Execution {
+    match command {
+        Command::Stream(c) => Execution::Outcome(cmd::stream::execute(c, ctx)),
+        Command::Keys(c) => Execution::Outcome(cmd::keys::execute(c, ctx)),
+        Command::Connection(c) => Execution::Outcome(Outcome::Reply(cmd::connection::execute(
+            c, ctx, state, shared,
+        ))),
+        Command::Transaction(c) => {
+            Execution::Outcome(Outcome::Reply(cmd::transaction::execute(c, state, shared)))
+        }
+        Command::Server(c) => cmd::server::execute(c, ctx, state, shared),
+        Command::PubSub(c) => {
+            let replies = cmd::pubsub::execute(c, &mut state.pubsub);
+            Execution::Replies(replies)
+        }
+    }
+}
+
+/// The key arguments of a request, from the command table's key positions (XREAD and
+/// XREADGROUP: the first half of what follows STREAMS).
+pub fn key_args<'a>(spec: &cmd::table::Spec, args: &'a [Bytes]) -> Vec<&'a Bytes> {
+    if spec.name == "xread" || spec.name == "xreadgroup" {
+        let Some(pos) = args.iter().position(|a| a.eq_ignore_ascii_case(b"STREAMS")) else {
+            return Vec::new();
+        };
+        let rest = &args[pos + 1..];
+        return rest[..rest.len() / 2].iter().collect();
+    }
+    if spec.first_key <= 0 || spec.step <= 0 {
+        return Vec::new();
+    }
+    let first = spec.first_key as usize;
+    let last = if spec.last_key < 0 {
+        (args.len() as i64 + i64::from(spec.last_key)).max(0) as usize
+    } else {
+        spec.last_key as usize
+    };
+    (first..=last.min(args.len().saturating_sub(1)))
+        .step_by(spec.step as usize)
+        .filter_map(|i| args.get(i))
+        .collect()
+}
+
+/// Lazy expiry: removes the request's keys whose deadline has passed before the command
+/// sees them.
+fn expire_keys(
+    shared: &Shared,
+    engine: &mut sluice_engine::Engine,
+    db: Db,
+    spec: &cmd::table::Spec,
+    args: &[Bytes],
+    now: u64,
+    effects: &mut Effects,
+) {
+    for key in key_args(spec, args) {
+        if crate::expiry::expire_if_needed(engine, db, key, now, effects) {
+            crate::server::Stats::incr(&shared.stats.expired_keys);
+        }
+    }
+}
+
+/// Publishes keyspace events and wakes blocked readers (call without the engine lock).
+pub fn publish_effects(shared: &Shared, effects: &Effects) {
+    if !effects.events.is_empty() {
+        let flags = shared.config().notify_keyspace_events.clone();
+        if flags.keyspace || flags.keyevent {
+            shared.hub.notify_keyspace(&flags, &effects.events);
+        }
+    }
+    if !effects.touched.is_empty() || !effects.flushed.is_empty() {
+        shared
+            .blocking
+            .keys_touched(shared, &effects.touched, &effects.flushed);
+    }
+}
+
+/// Marks clients WATCHing any touched key (called with the engine lock held, so EXEC's check
+/// under the same lock sees it).
+pub fn invalidate_watches(shared: &Shared, effects: &Effects) {
+    if effects.touched.is_empty() && effects.flushed.is_empty() {
+        return;
+    }
+    let watches = lock(&shared.watches);
+    if watches.is_empty() {
+        return;
+    }
+    let mut dirty = Vec::new();
+    for key in &effects.touched {
+        if let Some(ids) = watches.get(key) {
+            dirty.extend(ids.iter().copied());
+        }
+    }
+    for db in &effects.flushed {
+        for ((wdb, _), ids) in watches.iter() {
+            if wdb == db {
+                dirty.extend(ids.iter().copied());
+            }
+        }
+    }
+    drop(watches);
+    for id in dirty {
+        if let Some(client) = shared.clients.get(id) {
+            client.dirty_cas.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Stats helpers.
+struct Stats;
+
+impl Stats {
+    fn call(shared: &Shared, name: &str, started: Instant, failed: bool) {
+        shared
+            .stats
+            .commands_processed
+            .fetch_add(1, Ordering::Relaxed);
+        let mut map = lock(&shared.stats.commands);
+        let row = map.entry(name.to_string()).or_default();
+        row.calls += 1;
+        row.usec += u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if failed {
+            row.failed_calls += 1;
+        }
+    }
+
+    fn rejected(shared: &Shared, name: &str) {
+        let mut map = lock(&shared.stats.commands);
+        map.entry(name.to_string()).or_default().rejected_calls += 1;
+    }
+
+    fn error(shared: &Shared, code: &str) {
+        shared
+            .stats
+            .total_error_replies
+            .fetch_add(1, Ordering::Relaxed);
+        let mut map = lock(&shared.stats.errors);
+        *map.entry(code.to_string()).or_default() += 1;
+    }
+}

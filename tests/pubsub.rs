@@ -1,0 +1,633 @@
+//! Black-box Pub/Sub tests: the real `sluice-server` binary, real clients (the `redis` crate,
+//! and a raw RESP client where exact reply bytes matter).
+
+#![allow(clippy::unwrap_used)] // A test crate: helpers panic on failure like the tests do.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// A `sluice-server` process on a free port with a temporary data directory, killed on drop.
+/// (Local until the shared harness `tests/common` exists.)
+struct Server {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-server"))
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Server {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sluice-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A RESP2/RESP3 value as a raw client sees it.
+#[derive(Clone, Debug, PartialEq)]
+enum V {
+    Simple(String),
+    Err(String),
+    Int(i64),
+    Bulk(Vec<u8>),
+    Nil,
+    Array(Vec<V>),
+    Push(Vec<V>),
+    Other(String),
+}
+
+fn bulk(s: &str) -> V {
+    V::Bulk(s.as_bytes().to_vec())
+}
+
+fn arr(items: &[V]) -> V {
+    V::Array(items.to_vec())
+}
+
+fn push(items: &[V]) -> V {
+    V::Push(items.to_vec())
+}
+
+/// A blocking raw RESP client with a read timeout.
+struct Raw {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Raw {
+    fn connect(port: u16) -> Raw {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Raw {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        }
+    }
+
+    fn send(&mut self, args: &[&[u8]]) {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+        self.w.write_all(&out).unwrap();
+    }
+
+    fn cmd(&mut self, args: &[&str]) -> V {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.send(&args);
+        self.read()
+    }
+
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.r.read_line(&mut l).unwrap();
+        assert!(l.ends_with("\r\n"), "truncated line {l:?}");
+        l.truncate(l.len() - 2);
+        l
+    }
+
+    fn read(&mut self) -> V {
+        let l = self.line();
+        let (tag, rest) = l.split_at(1);
+        match tag {
+            "+" => V::Simple(rest.to_string()),
+            "-" => V::Err(rest.to_string()),
+            ":" => V::Int(rest.parse().unwrap()),
+            "_" => V::Nil,
+            "$" => {
+                let n: i64 = rest.parse().unwrap();
+                if n < 0 {
+                    return V::Nil;
+                }
+                let mut b = vec![0; n as usize + 2];
+                self.r.read_exact(&mut b).unwrap();
+                b.truncate(n as usize);
+                V::Bulk(b)
+            }
+            "*" | ">" | "~" => {
+                let n: i64 = rest.parse().unwrap();
+                if n < 0 {
+                    return V::Nil;
+                }
+                let items = (0..n).map(|_| self.read()).collect();
+                if tag == ">" {
+                    V::Push(items)
+                } else {
+                    V::Array(items)
+                }
+            }
+            "%" => {
+                let n: i64 = rest.parse().unwrap();
+                let items = (0..2 * n).map(|_| self.read()).collect();
+                V::Array(items)
+            }
+            _ => V::Other(l),
+        }
+    }
+
+    /// True once the server has closed the connection (reads and discards what is pending).
+    fn closed_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut buf = vec![0; 1 << 16];
+        while Instant::now() < deadline {
+            match self.r.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    continue
+                }
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        false
+    }
+}
+
+fn message(channel: &str, msg: &str) -> V {
+    arr(&[bulk("message"), bulk(channel), bulk(msg)])
+}
+
+#[test]
+fn fan_out_to_many_subscribers_in_order() {
+    let server = Server::start(&[]);
+    let n_subs = 200;
+    let n_msgs = 50;
+    let mut subs: Vec<Raw> = (0..n_subs).map(|_| Raw::connect(server.port)).collect();
+    for s in &mut subs {
+        assert_eq!(
+            s.cmd(&["SUBSCRIBE", "fan"]),
+            arr(&[bulk("subscribe"), bulk("fan"), V::Int(1)])
+        );
+    }
+    let mut publisher = Raw::connect(server.port);
+    for i in 0..n_msgs {
+        assert_eq!(
+            publisher.cmd(&["PUBLISH", "fan", &format!("m{i}")]),
+            V::Int(n_subs)
+        );
+    }
+    for s in &mut subs {
+        for i in 0..n_msgs {
+            assert_eq!(s.read(), message("fan", &format!("m{i}")));
+        }
+    }
+    assert_eq!(
+        publisher.cmd(&["PUBSUB", "NUMSUB", "fan", "none"]),
+        arr(&[bulk("fan"), V::Int(n_subs), bulk("none"), V::Int(0)])
+    );
+}
+
+#[test]
+fn patterns_count_twice_and_carry_pattern() {
+    let server = Server::start(&[]);
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let mut sub_con = client.get_connection().unwrap();
+    let mut pubsub = sub_con.as_pubsub();
+    pubsub.subscribe("news.tech").unwrap();
+    pubsub.psubscribe("news.*").unwrap();
+    pubsub.psubscribe("n?ws.[st]*").unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let n: i64 = redis::cmd("PUBLISH")
+        .arg("news.tech")
+        .arg("hello")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(n, 3, "one channel and two pattern subscriptions");
+    let n: i64 = redis::cmd("PUBLISH")
+        .arg("news.arts")
+        .arg("x")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(n, 1);
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let m = pubsub.get_message().unwrap();
+        let pattern: Option<String> = m.get_pattern().ok();
+        let payload: String = m.get_payload().unwrap();
+        got.push((m.get_channel_name().to_string(), pattern, payload));
+    }
+    assert_eq!(got[0], ("news.tech".into(), None, "hello".into()));
+    let mut patterned: Vec<_> = got[1..3].to_vec();
+    patterned.sort();
+    assert_eq!(
+        patterned,
+        vec![
+            (
+                "news.tech".into(),
+                Some("n?ws.[st]*".into()),
+                "hello".into()
+            ),
+            ("news.tech".into(), Some("news.*".into()), "hello".into()),
+        ]
+    );
+    assert_eq!(
+        got[3],
+        ("news.arts".into(), Some("news.*".into()), "x".into())
+    );
+    let numpat: i64 = redis::cmd("PUBSUB").arg("NUMPAT").query(&mut con).unwrap();
+    assert_eq!(numpat, 2);
+    let mut chans: Vec<String> = redis::cmd("PUBSUB")
+        .arg("CHANNELS")
+        .arg("news.*")
+        .query(&mut con)
+        .unwrap();
+    chans.sort();
+    assert_eq!(chans, vec!["news.tech".to_string()]);
+}
+
+#[test]
+fn unsubscribe_all_then_nil_reply() {
+    let server = Server::start(&[]);
+    let mut c = Raw::connect(server.port);
+    c.send(&[b"SUBSCRIBE", b"a", b"b", b"c"]);
+    for (i, ch) in ["a", "b", "c"].iter().enumerate() {
+        assert_eq!(
+            c.read(),
+            arr(&[bulk("subscribe"), bulk(ch), V::Int(i as i64 + 1)])
+        );
+    }
+    assert_eq!(
+        c.cmd(&["PSUBSCRIBE", "p*"]),
+        arr(&[bulk("psubscribe"), bulk("p*"), V::Int(4)])
+    );
+    c.send(&[b"UNSUBSCRIBE"]);
+    let mut names = Vec::new();
+    for left in [3, 2, 1] {
+        let V::Array(items) = c.read() else {
+            panic!("expected an array")
+        };
+        assert_eq!(items[0], bulk("unsubscribe"));
+        assert_eq!(items[2], V::Int(left), "count counts the pattern too");
+        names.push(items[1].clone());
+    }
+    names.sort_by_key(|v| format!("{v:?}"));
+    assert_eq!(names, vec![bulk("a"), bulk("b"), bulk("c")]);
+    assert_eq!(
+        c.cmd(&["UNSUBSCRIBE"]),
+        arr(&[bulk("unsubscribe"), V::Nil, V::Int(1)])
+    );
+    assert_eq!(
+        c.cmd(&["PUNSUBSCRIBE"]),
+        arr(&[bulk("punsubscribe"), bulk("p*"), V::Int(0)])
+    );
+    assert_eq!(
+        c.cmd(&["PUNSUBSCRIBE"]),
+        arr(&[bulk("punsubscribe"), V::Nil, V::Int(0)])
+    );
+    // Out of subscribed mode: ordinary commands work again.
+    assert_eq!(c.cmd(&["PING"]), V::Simple("PONG".into()));
+    let mut p = Raw::connect(server.port);
+    assert_eq!(p.cmd(&["PUBLISH", "a", "x"]), V::Int(0));
+}
+
+#[test]
+fn resp2_subscribed_mode_allows_only_the_pubsub_family() {
+    let server = Server::start(&[]);
+    let mut c = Raw::connect(server.port);
+    c.cmd(&["SUBSCRIBE", "ch"]);
+    assert_eq!(
+        c.cmd(&["TYPE", "x"]),
+        V::Err("ERR Can't execute 'type': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context".into())
+    );
+    assert_eq!(
+        c.cmd(&["PUBSUB", "NUMPAT"]),
+        V::Err("ERR Can't execute 'pubsub|numpat': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context".into())
+    );
+    assert_eq!(c.cmd(&["PING"]), arr(&[bulk("pong"), bulk("")]));
+    assert_eq!(c.cmd(&["PING", "hi"]), arr(&[bulk("pong"), bulk("hi")]));
+    assert_eq!(
+        c.cmd(&["SSUBSCRIBE", "s"]),
+        arr(&[bulk("ssubscribe"), bulk("s"), V::Int(1)])
+    );
+    assert_eq!(c.cmd(&["RESET"]), V::Simple("RESET".into()));
+    assert_eq!(c.cmd(&["PING"]), V::Simple("PONG".into()));
+    let mut p = Raw::connect(server.port);
+    assert_eq!(
+        p.cmd(&["PUBLISH", "ch", "x"]),
+        V::Int(0),
+        "RESET unsubscribed"
+    );
+    assert_eq!(p.cmd(&["SPUBLISH", "s", "x"]), V::Int(0));
+}
+
+#[test]
+fn resp3_pushes_interleave_with_replies() {
+    let server = Server::start(&[]);
+    let mut c = Raw::connect(server.port);
+    assert!(matches!(c.cmd(&["HELLO", "3"]), V::Array(_)));
+    assert_eq!(
+        c.cmd(&["SUBSCRIBE", "ch"]),
+        push(&[bulk("subscribe"), bulk("ch"), V::Int(1)])
+    );
+    let mut p = Raw::connect(server.port);
+    assert_eq!(p.cmd(&["PUBLISH", "ch", "one"]), V::Int(1));
+    // Every command is allowed; the push published before it arrives before its reply.
+    assert_eq!(
+        c.cmd(&["PING"]),
+        push(&[bulk("message"), bulk("ch"), bulk("one")])
+    );
+    assert_eq!(c.read(), V::Simple("PONG".into()));
+    assert_eq!(
+        c.cmd(&["PUBSUB", "NUMSUB", "ch"]),
+        arr(&[bulk("ch"), V::Int(1)])
+    );
+    assert_eq!(
+        c.cmd(&["UNSUBSCRIBE"]),
+        push(&[bulk("unsubscribe"), bulk("ch"), V::Int(0)])
+    );
+    assert_eq!(
+        c.cmd(&["UNSUBSCRIBE"]),
+        push(&[bulk("unsubscribe"), V::Nil, V::Int(0)])
+    );
+}
+
+#[test]
+fn resp3_push_with_the_redis_crate() {
+    let server = Server::start(&[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = redis::Client::open(format!("{}?protocol=resp3", server.url())).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let config = redis::AsyncConnectionConfig::new().set_push_sender(tx);
+        let mut con = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .unwrap();
+        con.subscribe("events").await.unwrap();
+        con.psubscribe("ev*").await.unwrap();
+        let mut publisher = client.get_multiplexed_async_connection().await.unwrap();
+        for i in 0..20 {
+            let n: i64 = redis::cmd("PUBLISH")
+                .arg("events")
+                .arg(i)
+                .query_async(&mut publisher)
+                .await
+                .unwrap();
+            assert_eq!(n, 2);
+            // Ordinary commands on the subscribed RESP3 connection keep working.
+            let pong: String = redis::cmd("PING").query_async(&mut con).await.unwrap();
+            assert_eq!(pong, "PONG");
+        }
+        let mut messages = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while messages.len() < 40 && Instant::now() < deadline {
+            let Ok(Some(info)) = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await
+            else {
+                break;
+            };
+            if matches!(
+                info.kind,
+                redis::PushKind::Message | redis::PushKind::PMessage
+            ) {
+                messages.push(info);
+            }
+        }
+        assert_eq!(messages.len(), 40);
+        let plain: Vec<String> = messages
+            .iter()
+            .filter(|m| m.kind == redis::PushKind::Message)
+            .map(|m| redis::from_redis_value(&m.data[1]).unwrap())
+            .collect();
+        assert_eq!(plain, (0..20).map(|i| i.to_string()).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn subscriber_that_never_reads_is_cut_off_alone() {
+    let server = Server::start(&["--client-output-buffer-limit", "pubsub 256kb 0 0"]);
+    let mut slow = Raw::connect(server.port);
+    slow.cmd(&["SUBSCRIBE", "flood"]);
+    let mut fast = Raw::connect(server.port);
+    fast.cmd(&["SUBSCRIBE", "flood"]);
+    let mut publisher = Raw::connect(server.port);
+    let payload = "x".repeat(16 * 1024);
+    let total = 2000; // 32 MiB: far beyond what the kernel buffers for the slow reader.
+    let reader = std::thread::spawn(move || {
+        for i in 0..total {
+            let V::Array(items) = fast.read() else {
+                panic!("expected a message")
+            };
+            assert_eq!(items[0], bulk("message"));
+            assert_eq!(
+                items[2],
+                V::Bulk(format!("{i}:{}", "x".repeat(16 * 1024)).into_bytes())
+            );
+        }
+        fast
+    });
+    let mut counts = Vec::new();
+    for i in 0..total {
+        let V::Int(n) = publisher.cmd(&["PUBLISH", "flood", &format!("{i}:{payload}")]) else {
+            panic!("PUBLISH failed")
+        };
+        counts.push(n);
+    }
+    let mut fast = reader.join().unwrap();
+    assert_eq!(counts[0], 2);
+    assert_eq!(
+        *counts.last().unwrap(),
+        1,
+        "the slow subscriber was dropped"
+    );
+    assert!(slow.closed_within(Duration::from_secs(10)));
+    let V::Bulk(info) = publisher.cmd(&["INFO", "stats"]) else {
+        panic!("INFO")
+    };
+    let info = String::from_utf8(info).unwrap();
+    assert!(
+        info.contains("client_output_buffer_limit_disconnections:1"),
+        "{info}"
+    );
+    assert_eq!(publisher.cmd(&["PUBLISH", "flood", "end"]), V::Int(1));
+    assert_eq!(fast.read(), message("flood", "end"));
+}
+
+#[test]
+fn output_limit_set_by_config_set() {
+    let server = Server::start(&[]);
+    let mut admin = Raw::connect(server.port);
+    assert_eq!(
+        admin.cmd(&[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "pubsub 64kb 0 0"
+        ]),
+        V::Simple("OK".into())
+    );
+    let mut slow = Raw::connect(server.port);
+    slow.cmd(&["SUBSCRIBE", "c"]);
+    let payload = "y".repeat(64 * 1024);
+    let mut last = -1;
+    for _ in 0..400 {
+        let V::Int(n) = admin.cmd(&["PUBLISH", "c", &payload]) else {
+            panic!("PUBLISH")
+        };
+        last = n;
+    }
+    assert_eq!(last, 0);
+    assert!(slow.closed_within(Duration::from_secs(10)));
+}
+
+#[test]
+fn keyspace_events_config_parses_as_redis() {
+    let server = Server::start(&[]);
+    let mut admin = Raw::connect(server.port);
+    for (set, get) in [("KEg", "gKE"), ("AKEmn", "AKEm"), ("En", "nE"), ("", "")] {
+        assert_eq!(
+            admin.cmd(&["CONFIG", "SET", "notify-keyspace-events", set]),
+            V::Simple("OK".into())
+        );
+        assert_eq!(
+            admin.cmd(&["CONFIG", "GET", "notify-keyspace-events"]),
+            arr(&[bulk("notify-keyspace-events"), bulk(get)])
+        );
+    }
+    let V::Err(e) = admin.cmd(&["CONFIG", "SET", "notify-keyspace-events", "Kq"]) else {
+        panic!("an invalid class must be refused")
+    };
+    assert!(e.contains("Invalid event class character"), "{e}");
+}
+
+/// The event sequence redis-server 7.0.15 publishes for these commands with `KEA`.
+#[test]
+fn keyspace_notifications_match_redis_for_stream_and_key_events() {
+    let server = Server::start(&[]);
+    let mut admin = Raw::connect(server.port);
+    if let V::Err(e) = admin.cmd(&["XLEN", "probe"]) {
+        eprintln!("stream commands not in this build ({e}): keyspace event test skipped");
+        return;
+    }
+    assert_eq!(
+        admin.cmd(&["CONFIG", "SET", "notify-keyspace-events", "KEA"]),
+        V::Simple("OK".into())
+    );
+    let mut events = Raw::connect(server.port);
+    events.cmd(&["PSUBSCRIBE", "__keyevent@0__:*"]);
+    let mut space = Raw::connect(server.port);
+    space.cmd(&["SUBSCRIBE", "__keyspace@0__:s1"]);
+    let commands: &[&[&str]] = &[
+        &["XADD", "s1", "1-1", "f", "v"],
+        &["XADD", "s1", "2-1", "f", "v"],
+        &["XADD", "s1", "3-1", "f", "v"],
+        &["XDEL", "s1", "1-1"],
+        &["XTRIM", "s1", "MAXLEN", "1"],
+        &["XSETID", "s1", "5-0"],
+        &["XGROUP", "CREATE", "s1", "g", "0"],
+        &["XGROUP", "CREATECONSUMER", "s1", "g", "c"],
+        &["XGROUP", "SETID", "s1", "g", "$"],
+        &["XGROUP", "DELCONSUMER", "s1", "g", "c"],
+        &["XGROUP", "DESTROY", "s1", "g"],
+        &["EXPIRE", "s1", "100"],
+        &["RENAME", "s1", "s2"],
+        &["DEL", "s2"],
+        &["XADD", "s3", "*", "f", "v"],
+        &["PEXPIRE", "s3", "1"],
+    ];
+    for c in commands {
+        let r = admin.cmd(c);
+        assert!(!matches!(r, V::Err(_)), "{c:?}: {r:?}");
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(admin.cmd(&["XLEN", "s3"]), V::Int(0), "s3 expired");
+    let expected = [
+        ("xadd", "s1"),
+        ("xadd", "s1"),
+        ("xadd", "s1"),
+        ("xdel", "s1"),
+        ("xtrim", "s1"),
+        ("xsetid", "s1"),
+        ("xgroup-create", "s1"),
+        ("xgroup-createconsumer", "s1"),
+        ("xgroup-setid", "s1"),
+        ("xgroup-delconsumer", "s1"),
+        ("xgroup-destroy", "s1"),
+        ("expire", "s1"),
+        ("rename_from", "s1"),
+        ("rename_to", "s2"),
+        ("del", "s2"),
+        ("xadd", "s3"),
+        ("expire", "s3"),
+        ("expired", "s3"),
+    ];
+    for (event, key) in expected {
+        assert_eq!(
+            events.read(),
+            arr(&[
+                bulk("pmessage"),
+                bulk("__keyevent@0__:*"),
+                bulk(&format!("__keyevent@0__:{event}")),
+                bulk(key)
+            ]),
+            "expected {event} {key}"
+        );
+    }
+    for event in [
+        "xadd",
+        "xadd",
+        "xadd",
+        "xdel",
+        "xtrim",
+        "xsetid",
+        "xgroup-create",
+        "xgroup-createconsumer",
+        "xgroup-setid",
+        "xgroup-delconsumer",
+        "xgroup-destroy",
+        "expire",
+        "rename_from",
+    ] {
+        assert_eq!(space.read(), message("__keyspace@0__:s1", event));
+    }
+    // Classes filter: with only `g` and `K`, stream events are not published.
+    admin.cmd(&["CONFIG", "SET", "notify-keyspace-events", "Kg"]);
+    admin.cmd(&["XADD", "s1", "*", "f", "v"]);
+    admin.cmd(&["DEL", "s1"]);
+    assert_eq!(space.read(), message("__keyspace@0__:s1", "del"));
+}
