@@ -36,7 +36,7 @@ use rand::{Rng, SeedableRng};
 
 use model::{mix, Model, GROUP, KEY};
 use resp::{cmd, Conn, Value};
-use server::{log_tail, Server, Target, Workdir};
+use server::{dir_bytes, log_tail, Server, Target, Workdir};
 use workload::Shared;
 
 const WRITERS: usize = 4;
@@ -221,7 +221,7 @@ fn crash_replay() {
         "crash_replay: seed={seed} cycles={cycles} acked={} recovered={} indeterminate={} \
          lost_acked={} phantoms={} id_regressions={} group_violations={} recovery_p50_ms={} \
          recovery_p99_ms={} holes={} indeterminate_survived={} deliveries={} xacks={} xdels={} \
-         xtrims={} target={:?} secs={:.1}",
+         xtrims={} target={:?} data_kib={} secs={:.1}",
         st.acked,
         st.recovered,
         st.indeterminate,
@@ -238,6 +238,7 @@ fn crash_replay() {
         st.xdels,
         st.xtrims,
         cfg.target,
+        dir_bytes(&work.data) / 1024,
         started.elapsed().as_secs_f64(),
     ));
     if fatal.is_some() || f.total() > 0 {
