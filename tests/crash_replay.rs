@@ -10,6 +10,7 @@
 //! - `SLUICE_CRASH_FSYNC=always|everysec|no|mixed` (default `always`): the server's fsync
 //!   policy (`mixed`: chosen per restart). A SIGKILL keeps the page cache, so every policy
 //!   must keep every acknowledged write here; power loss is `engine/tests/power_loss.rs`' job.
+//! - `SLUICE_CRASH_KEEP=1` keeps the data directory and server log of a passing run too.
 //! - `SLUICE_CRASH_TARGET=redis` runs the same test against Debian's `redis-server` with an
 //!   `appendfsync always` AOF, which validates the checker itself.
 //!
@@ -241,6 +242,13 @@ fn crash_replay() {
         dir_bytes(&work.data) / 1024,
         started.elapsed().as_secs_f64(),
     ));
+    if fatal.is_none() && f.total() == 0 && std::env::var_os("SLUICE_CRASH_KEEP").is_some() {
+        say(&format!(
+            "crash_replay: data directory kept in {}",
+            work.keep().display()
+        ));
+        return;
+    }
     if fatal.is_some() || f.total() > 0 {
         let mut msg =
             format!("crash_replay FAILED: seed={seed} (reproduce with SLUICE_SEED={seed})\n");
