@@ -157,6 +157,7 @@ fn crash_replay() {
         port: AtomicU16::new(server.port),
     });
     let mut cycles = 0u64;
+    let mut recovery_kills = 0u64;
     while cycles < cfg.cycles && cfg.deadline.iter().all(|&d| started.elapsed() < d) {
         cycles += 1;
         let kill_after = Duration::from_millis(rng.gen_range(10..=300));
@@ -170,6 +171,27 @@ fn crash_replay() {
         for h in handles {
             if h.join().is_err() {
                 fatal = Some(String::from("a client thread panicked"));
+            }
+        }
+        // Now and then a second crash in the middle of recovery: its repairs must be
+        // idempotent and must never cost an acknowledged write.
+        if rng.gen_bool(0.2) {
+            let early = Duration::from_millis(rng.gen_range(0..40));
+            match Server::spawn(
+                cfg.target,
+                &cfg.fsync.replace("mixed", "always"),
+                &work.data,
+                &work.log,
+            ) {
+                Ok(mut s) => {
+                    std::thread::sleep(early);
+                    s.kill();
+                    recovery_kills += 1;
+                }
+                Err(e) => {
+                    fatal = Some(e);
+                    break;
+                }
             }
         }
         server = match start(&mut recovery, false) {
@@ -222,7 +244,7 @@ fn crash_replay() {
         "crash_replay: seed={seed} cycles={cycles} acked={} recovered={} indeterminate={} \
          lost_acked={} phantoms={} id_regressions={} group_violations={} recovery_p50_ms={} \
          recovery_p99_ms={} holes={} indeterminate_survived={} deliveries={} xacks={} xdels={} \
-         xtrims={} target={:?} data_kib={} secs={:.1}",
+         xtrims={} recovery_kills={recovery_kills} target={:?} data_kib={} secs={:.1}",
         st.acked,
         st.recovered,
         st.indeterminate,

@@ -77,24 +77,8 @@ impl Server {
     ) -> Result<(Server, Duration), String> {
         let mut last_err = String::new();
         for _ in 0..START_ATTEMPTS {
-            let port = free_port().map_err(|e| format!("no free port: {e}"))?;
-            let log_file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .map_err(|e| format!("open log {}: {e}", log.display()))?;
-            let err_file = log_file
-                .try_clone()
-                .map_err(|e| format!("clone log handle: {e}"))?;
             let started = Instant::now();
-            let child = target
-                .command(port, dir, fsync)
-                .stdin(Stdio::null())
-                .stdout(log_file)
-                .stderr(err_file)
-                .spawn()
-                .map_err(|e| format!("spawn {target:?}: {e}"))?;
-            let mut server = Server { child, port };
+            let mut server = Server::spawn(target, fsync, dir, log)?;
             match server.wait_ready(started) {
                 Ok(()) => return Ok((server, started.elapsed())),
                 Err(e) => {
@@ -107,6 +91,27 @@ impl Server {
             "server did not start after {START_ATTEMPTS} attempts: {last_err}\n--- server log tail ---\n{}",
             log_tail(log, 40)
         ))
+    }
+
+    /// Starts the process without waiting for it (to kill it again in the middle of recovery).
+    pub fn spawn(target: Target, fsync: &str, dir: &Path, log: &Path) -> Result<Server, String> {
+        let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+        let log_file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("open log {}: {e}", log.display()))?;
+        let err_file = log_file
+            .try_clone()
+            .map_err(|e| format!("clone log handle: {e}"))?;
+        let child = target
+            .command(port, dir, fsync)
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(err_file)
+            .spawn()
+            .map_err(|e| format!("spawn {target:?}: {e}"))?;
+        Ok(Server { child, port })
     }
 
     fn wait_ready(&mut self, started: Instant) -> Result<(), String> {
