@@ -160,9 +160,14 @@ impl History {
         }
     }
 
-    /// Number of operations whose Lsn is durable (they form a prefix: Lsns only grow).
+    /// Length of the longest prefix of operations whose Lsns are all durable. (Lsns need not
+    /// grow: an operation that changes nothing, e.g. XREADGROUP with nothing new, may return
+    /// the Lsn of the last change it depends on.)
     pub fn durable_ops(&self) -> usize {
-        self.lsns.partition_point(|l| *l <= self.durable_lsn)
+        self.lsns
+            .iter()
+            .position(|l| *l > self.durable_lsn)
+            .unwrap_or(self.lsns.len())
     }
 
     fn record(&mut self, key: usize, lsn: Lsn) {
@@ -335,12 +340,15 @@ fn plan(h: &History, key: usize, rng: &mut StdRng) -> Plan {
         match rng.gen_range(0..100) {
             0..=11 => return Plan::ReadGroup(rng.gen_range(1..8)),
             12..=19 if !g.pel.is_empty() => {
-                let ids: Vec<StreamId> = g
+                let mut ids: Vec<StreamId> = g
                     .pel
                     .keys()
                     .copied()
                     .filter(|_| rng.gen_bool(0.5))
                     .collect();
+                if ids.is_empty() {
+                    ids.extend(g.pel.keys().next().copied());
+                }
                 return Plan::Ack(ids);
             }
             20..=23 => return Plan::AutoClaim(rng.gen_range(1..6)),
