@@ -218,3 +218,37 @@ fn info_keyspace_counts_keys_and_expires() {
     assert!(info.contains("db0:keys=2,expires=1,avg_ttl=0"), "{info}");
     assert!(info.contains("db4:keys=1,expires=0,avg_ttl=0"), "{info}");
 }
+
+#[test]
+fn keyspace_events_for_generic_commands_and_expiry() {
+    let s = Server::with_args(&["--notify-keyspace-events", "KEgx"]);
+    let mut sub = s.raw();
+    assert!(sub.cmd("PSUBSCRIBE __key*__:*").contains("psubscribe"));
+    let mut c = s.raw();
+    c.cmd("XADD k 1-1 f v");
+    c.cmd("EXPIRE k 100");
+    c.cmd("RENAME k k2");
+    c.cmd("PEXPIRE k2 50");
+    let mut events = Vec::new();
+    while events.len() < 10 {
+        let msg = sub.reply();
+        let parts: Vec<&str> = msg.split("\r\n").collect();
+        // *4 $8 pmessage $pat pat $chan chan $data data
+        events.push(format!("{} {}", parts[6], parts[8]));
+    }
+    assert_eq!(
+        events,
+        [
+            "__keyspace@0__:k expire",
+            "__keyevent@0__:expire k",
+            "__keyspace@0__:k rename_from",
+            "__keyevent@0__:rename_from k",
+            "__keyspace@0__:k2 rename_to",
+            "__keyevent@0__:rename_to k2",
+            "__keyspace@0__:k2 expire",
+            "__keyevent@0__:expire k2",
+            "__keyspace@0__:k2 expired",
+            "__keyevent@0__:expired k2",
+        ]
+    );
+}

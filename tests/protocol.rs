@@ -273,6 +273,9 @@ fn every_command_with_odd_arguments_keeps_the_server_up() {
                 | "subscribe"
                 | "psubscribe"
                 | "ssubscribe"
+                | "unsubscribe"
+                | "punsubscribe"
+                | "sunsubscribe"
                 | "client"
                 | "multi"
                 | "select"
@@ -290,5 +293,19 @@ fn every_command_with_odd_arguments_keeps_the_server_up() {
         }
     }
     assert_eq!(c.cmd("PING"), "+PONG\r\n");
+    assert_eq!(s.raw().cmd("PING"), "+PONG\r\n");
+}
+
+#[test]
+fn output_buffer_limit_normal_class_closes_the_client() {
+    let s = Server::with_args(&["--client-output-buffer-limit", "normal 1mb 0 0"]);
+    let mut c = s.raw();
+    let small = "y".repeat(1000);
+    assert_eq!(c.cmd(&format!("ECHO {small}")).len(), 1000 + 9);
+    let big = vec![b'x'; 2 << 20];
+    c.send_cmd(&[b"ECHO", &big]);
+    let (text, closed) = c.read_to_close();
+    assert_eq!(text, "");
+    assert!(closed);
     assert_eq!(s.raw().cmd("PING"), "+PONG\r\n");
 }

@@ -7,54 +7,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// A `sluice-server` process on a free port with a temporary data directory, killed on drop.
-/// (Local until the shared harness `tests/common` exists.)
-struct Server {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
+mod common;
 
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-server"))
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .arg("--dir")
-            .arg(dir.path())
-            .args(extra)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = Server {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sluice-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Server;
 
 /// A RESP2/RESP3 value as a raw client sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -189,7 +144,7 @@ fn message(channel: &str, msg: &str) -> V {
 
 #[test]
 fn fan_out_to_many_subscribers_in_order() {
-    let server = Server::start(&[]);
+    let server = Server::start();
     let n_subs = 200;
     let n_msgs = 50;
     let mut subs: Vec<Raw> = (0..n_subs).map(|_| Raw::connect(server.port)).collect();
@@ -219,7 +174,7 @@ fn fan_out_to_many_subscribers_in_order() {
 
 #[test]
 fn patterns_count_twice_and_carry_pattern() {
-    let server = Server::start(&[]);
+    let server = Server::start();
     let client = redis::Client::open(server.url()).unwrap();
     let mut con = client.get_connection().unwrap();
     let mut sub_con = client.get_connection().unwrap();
@@ -280,7 +235,7 @@ fn patterns_count_twice_and_carry_pattern() {
 
 #[test]
 fn unsubscribe_all_then_nil_reply() {
-    let server = Server::start(&[]);
+    let server = Server::start();
     let mut c = Raw::connect(server.port);
     c.send(&[b"SUBSCRIBE", b"a", b"b", b"c"]);
     for (i, ch) in ["a", "b", "c"].iter().enumerate() {
@@ -325,7 +280,7 @@ fn unsubscribe_all_then_nil_reply() {
 
 #[test]
 fn resp2_subscribed_mode_allows_only_the_pubsub_family() {
-    let server = Server::start(&[]);
+    let server = Server::start();
     let mut c = Raw::connect(server.port);
     c.cmd(&["SUBSCRIBE", "ch"]);
     assert_eq!(
@@ -355,7 +310,7 @@ fn resp2_subscribed_mode_allows_only_the_pubsub_family() {
 
 #[test]
 fn resp3_pushes_interleave_with_replies() {
-    let server = Server::start(&[]);
+    let server = Server::start();
     let mut c = Raw::connect(server.port);
     assert!(matches!(c.cmd(&["HELLO", "3"]), V::Array(_)));
     assert_eq!(
@@ -386,7 +341,7 @@ fn resp3_pushes_interleave_with_replies() {
 
 #[test]
 fn resp3_push_with_the_redis_crate() {
-    let server = Server::start(&[]);
+    let server = Server::start();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -440,7 +395,7 @@ fn resp3_push_with_the_redis_crate() {
 
 #[test]
 fn subscriber_that_never_reads_is_cut_off_alone() {
-    let server = Server::start(&["--client-output-buffer-limit", "pubsub 256kb 0 0"]);
+    let server = Server::with_args(&["--client-output-buffer-limit", "pubsub 256kb 0 0"]);
     let mut slow = Raw::connect(server.port);
     slow.cmd(&["SUBSCRIBE", "flood"]);
     let mut fast = Raw::connect(server.port);
@@ -490,7 +445,7 @@ fn subscriber_that_never_reads_is_cut_off_alone() {
 
 #[test]
 fn output_limit_set_by_config_set() {
-    let server = Server::start(&[]);
+    let server = Server::start();
     let mut admin = Raw::connect(server.port);
     assert_eq!(
         admin.cmd(&[
@@ -517,7 +472,7 @@ fn output_limit_set_by_config_set() {
 
 #[test]
 fn keyspace_events_config_parses_as_redis() {
-    let server = Server::start(&[]);
+    let server = Server::start();
     let mut admin = Raw::connect(server.port);
     for (set, get) in [("KEg", "gKE"), ("AKEmn", "AKEm"), ("En", "nE"), ("", "")] {
         assert_eq!(
@@ -538,7 +493,7 @@ fn keyspace_events_config_parses_as_redis() {
 /// The event sequence redis-server 7.0.15 publishes for these commands with `KEA`.
 #[test]
 fn keyspace_notifications_match_redis_for_stream_and_key_events() {
-    let server = Server::start(&[]);
+    let server = Server::start();
     let mut admin = Raw::connect(server.port);
     if let V::Err(e) = admin.cmd(&["XLEN", "probe"]) {
         eprintln!("stream commands not in this build ({e}): keyspace event test skipped");
@@ -630,4 +585,32 @@ fn keyspace_notifications_match_redis_for_stream_and_key_events() {
     admin.cmd(&["XADD", "s1", "*", "f", "v"]);
     admin.cmd(&["DEL", "s1"]);
     assert_eq!(space.read(), message("__keyspace@0__:s1", "del"));
+}
+
+/// A RESP3 client publishing to its own channel gets the pushes before PUBLISH's reply, in
+/// the byte order redis-server 7.0.15 sends (checked side by side).
+#[test]
+fn resp3_self_publish_order_matches_redis() {
+    let server = Server::start();
+    let mut c = Raw::connect(server.port);
+    assert!(matches!(c.cmd(&["HELLO", "3"]), V::Array(_)));
+    c.send(&[b"SUBSCRIBE", b"c"]);
+    c.send(&[b"PSUBSCRIBE", b"c*"]);
+    c.send(&[b"PUBLISH", b"c", b"x"]);
+    c.send(&[b"PING"]);
+    c.send(&[b"UNSUBSCRIBE"]);
+    c.send(&[b"PUNSUBSCRIBE"]);
+    let expected = [
+        push(&[bulk("subscribe"), bulk("c"), V::Int(1)]),
+        push(&[bulk("psubscribe"), bulk("c*"), V::Int(2)]),
+        push(&[bulk("message"), bulk("c"), bulk("x")]),
+        push(&[bulk("pmessage"), bulk("c*"), bulk("c"), bulk("x")]),
+        V::Int(2),
+        V::Simple("PONG".into()),
+        push(&[bulk("unsubscribe"), bulk("c"), V::Int(1)]),
+        push(&[bulk("punsubscribe"), bulk("c*"), V::Int(0)]),
+    ];
+    for want in expected {
+        assert_eq!(c.read(), want);
+    }
 }

@@ -8,7 +8,7 @@
 //! XREADGROUP reader of a group takes the new entries, later ones keep waiting. Deleting the
 //! key or destroying the group wakes XREADGROUP readers with Redis' errors.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -135,6 +135,7 @@ impl Registry {
         let mut engine = shared.engine();
         let mut inner = lock(&self.inner);
         let now_ms = now_ms();
+        let mut stale = HashSet::new();
         for (ticket, key) in self.candidates(&inner, touched, flushed) {
             let Some(waiter) = inner.waiters.get(&ticket) else {
                 continue; // served through an earlier key
@@ -152,11 +153,43 @@ impl Registry {
             };
             for (k, after) in keys {
                 if let Some(served) = try_serve(&mut engine, waiter, &k, after, now_ms) {
-                    if let Some(w) = self.remove_locked(&mut inner, ticket) {
+                    if let Some(w) = self.take_locked(&mut inner, ticket) {
+                        stale.extend(w.request.keys.iter().map(|(k, _)| (w.db, k.clone())));
                         let _ = w.tx.send(served);
                     }
                     break;
                 }
+            }
+        }
+        let Inner {
+            queues, waiters, ..
+        } = &mut *inner;
+        for qkey in stale {
+            if let Some(q) = queues.get_mut(&qkey) {
+                q.retain(|t| waiters.contains_key(t));
+                if q.is_empty() {
+                    queues.remove(&qkey);
+                }
+            }
+        }
+    }
+
+    /// Serves one waiter if any of its keys has something for it.
+    fn serve_now(&self, shared: &Shared, ticket: u64) {
+        let mut engine = shared.engine();
+        let mut inner = lock(&self.inner);
+        let Some(waiter) = inner.waiters.get(&ticket) else {
+            return;
+        };
+        let now_ms = now_ms();
+        let served = waiter
+            .request
+            .keys
+            .iter()
+            .find_map(|(k, after)| try_serve(&mut engine, waiter, k, *after, now_ms));
+        if let Some(served) = served {
+            if let Some(w) = self.remove_locked(&mut inner, ticket) {
+                let _ = w.tx.send(served);
             }
         }
     }
@@ -170,8 +203,10 @@ impl Registry {
         flushed: &[Db],
     ) -> Vec<(u64, Option<Bytes>)> {
         let mut out = Vec::new();
-        for (i, (db, key)) in touched.iter().enumerate() {
-            if touched[..i].iter().any(|t| t.0 == *db && t.1 == *key) {
+        // An EXEC may touch one key thousands of times: look each key up once.
+        let mut seen = HashSet::new();
+        for (db, key) in touched {
+            if !seen.insert((*db, key)) {
                 continue;
             }
             if let Some(q) = inner.queues.get(&(*db, key.clone())) {
@@ -236,7 +271,7 @@ impl Registry {
     }
 
     fn remove_locked(&self, inner: &mut Inner, ticket: u64) -> Option<Waiter> {
-        let waiter = inner.waiters.remove(&ticket)?;
+        let waiter = self.take_locked(inner, ticket)?;
         for (key, _) in &waiter.request.keys {
             let qkey = (waiter.db, key.clone());
             if let Some(q) = inner.queues.get_mut(&qkey) {
@@ -246,6 +281,13 @@ impl Registry {
                 }
             }
         }
+        Some(waiter)
+    }
+
+    /// Removes a waiter but leaves its tickets in the key queues, for the caller to purge in
+    /// one pass per queue (serving a thousand readers of one key stays linear).
+    fn take_locked(&self, inner: &mut Inner, ticket: u64) -> Option<Waiter> {
+        let waiter = inner.waiters.remove(&ticket)?;
         if inner.by_client.get(&waiter.client_id) == Some(&ticket) {
             inner.by_client.remove(&waiter.client_id);
         }
@@ -353,13 +395,13 @@ pub async fn wait(
     effects: &mut Effects,
 ) -> Outcome {
     let timeout_ms = request.timeout_ms;
-    let keys: Vec<(Db, Bytes)> = request.keys.iter().map(|(k, _)| (db, k.clone())).collect();
     let registry = &shared.blocking;
     let (ticket, mut rx) = registry.register(client_id, db, request);
     let _guard = Deregister { registry, ticket };
-    // A write may have landed between the command and the registration: serve the queues of
-    // our keys once now (earlier waiters first).
-    registry.keys_touched(shared, &keys, &[]);
+    // A write may have landed between the command and the registration, its wake-up pass
+    // already done: check once now. (Only this waiter: the earlier ones were registered
+    // before that pass or will be served by the one still to come.)
+    registry.serve_now(shared, ticket);
     let got = if timeout_ms == 0 {
         (&mut rx).await.ok()
     } else {
@@ -631,5 +673,21 @@ mod tests {
             w.await.unwrap(),
             Reply::Error("UNBLOCKED the stream key no longer exists".into())
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_readers_of_one_key_are_all_served_and_forgotten() {
+        let (_dir, shared) = shared();
+        let waiters: Vec<_> = (0..2000)
+            .map(|i| spawn_wait(&shared, i + 1, xread(&[("hot", 0), ("cold", 0)], 0)))
+            .collect();
+        until_blocked(&shared, 2000).await;
+        xadd(&shared, "hot", 1);
+        for w in waiters {
+            assert_eq!(w.await.unwrap(), entry("hot", 1));
+        }
+        assert_eq!(shared.blocking.blocked_clients(), 0);
+        let inner = lock(&shared.blocking.inner);
+        assert!(inner.queues.is_empty() && inner.waiters.is_empty() && inner.by_client.is_empty());
     }
 }

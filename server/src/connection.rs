@@ -21,6 +21,8 @@ use crate::server::{lock, Shared};
 const FLUSH_AT: usize = 64 * 1024;
 /// Read at most this much per read call.
 const READ_CHUNK: usize = 16 * 1024;
+/// Why a client over its client-output-buffer-limit (normal class) is closed.
+const OUTPUT_LIMIT: &str = "client scheduled to be closed for overcoming of output buffer limits";
 /// Why a subscriber cut off by the pub/sub hub is closed.
 const CUT_OFF: &str = "pub/sub output buffer limit reached";
 
@@ -134,6 +136,7 @@ pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, handle: Arc<Clien
         input: BytesMut::with_capacity(READ_CHUNK),
         out: BytesMut::new(),
         parser: Parser::new(),
+        subscribed: false,
     };
     if let Err(why) = conn.run(&mut socket, &mut state).await {
         if !why.is_empty() {
@@ -153,6 +156,8 @@ struct Conn {
     input: BytesMut,
     out: BytesMut,
     parser: Parser,
+    /// The client has subscriptions (pub/sub output class instead of normal).
+    subscribed: bool,
 }
 
 /// Why the loop stopped; an empty string means a normal close.
@@ -173,15 +178,24 @@ impl Conn {
                     Ok(Some(args)) => {
                         self.request(socket, state, args).await?;
                         state.publish_info();
+                        self.subscribed = state.pubsub.channels()
+                            + state.pubsub.patterns()
+                            + state.pubsub.shard_channels()
+                            > 0;
                         if state.close_after_reply {
                             self.flush(socket).await?;
                             return Ok(());
                         }
                         if self.out.len() >= FLUSH_AT {
+                            state.pubsub.wake_subscribers();
                             self.flush(socket).await?;
                         }
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        // End of the pipelined batch: wake whom its PUBLISHes reached.
+                        state.pubsub.wake_subscribers();
+                        break;
+                    }
                     Err(e) => {
                         Stats::error(&shared, "ERR");
                         Reply::Error(e.reply_text()).encode(state.proto, &mut self.out);
@@ -205,10 +219,14 @@ impl Conn {
             let idle = {
                 let timeout = shared.config().timeout;
                 let exempt = state.pubsub.channels() + state.pubsub.patterns() > 0;
-                if timeout == 0 || exempt {
-                    Duration::from_secs(u64::MAX / 4)
-                } else {
-                    Duration::from_secs(timeout)
+                (timeout != 0 && !exempt).then(|| Duration::from_secs(timeout))
+            };
+            // No timer at all without an idle timeout: registering one per loop turn costs a
+            // subscriber more than the message it wakes up for.
+            let idle_timeout = async move {
+                match idle {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
                 }
             };
             self.input.reserve(READ_CHUNK);
@@ -226,7 +244,7 @@ impl Conn {
                 },
                 _ = state.handle.kill_notify.notified() => {}
                 _ = shared.shutdown.wait() => {}
-                _ = tokio::time::sleep(idle) => return Err(String::new()),
+                _ = idle_timeout => return Err(String::new()),
             }
         }
     }
@@ -243,9 +261,26 @@ impl Conn {
             return Ok(());
         }
         let n = self.out.len();
+        // client-output-buffer-limit, normal class (subscribers are bounded by the hub):
+        // over the hard limit closes at once; over the soft limit for soft_seconds of a
+        // stalled write closes too.
+        let limit = self.shared.config().output_normal;
+        let normal = !self.subscribed;
+        if normal && limit.hard > 0 && n as u64 > limit.hard {
+            return Err(OUTPUT_LIMIT.into());
+        }
+        let soft = normal && limit.soft > 0 && n as u64 > limit.soft;
+        let stall = async move {
+            if soft {
+                tokio::time::sleep(Duration::from_secs(limit.soft_seconds)).await
+            } else {
+                std::future::pending().await
+            }
+        };
         tokio::select! {
             written = socket.write_all(&self.out) => written.map_err(|e| e.to_string())?,
             _ = self.cut_off.wait() => return Err(CUT_OFF.into()),
+            _ = stall => return Err(OUTPUT_LIMIT.into()),
         }
         self.shared
             .stats
@@ -281,6 +316,11 @@ impl Conn {
             .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
             .unwrap_or_default();
         lock(&state.handle.info).last_cmd = name_lower.clone();
+        if !matches!(name_lower.as_str(), "publish" | "spublish") {
+            // Only a run of PUBLISHes defers its subscribers' wake-ups; anything else (which
+            // may wait) wakes them first.
+            state.pubsub.wake_subscribers();
+        }
         let parsed = cmd::parse(&args);
         let (command, spec) = match parsed {
             Ok(ok) => ok,

@@ -142,12 +142,31 @@ impl Hub {
     /// PUBLISH: queues `message` to the subscribers of `channel` and of every pattern matching
     /// it. Returns the number of receivers, a client counted once per matching subscription.
     pub fn publish(&self, channel: &[u8], message: &[u8]) -> usize {
+        let mut wakeups = Wakeups::default();
+        self.publish_deferred(channel, message, &mut wakeups)
+    }
+
+    /// PUBLISH, leaving the receivers' wake-ups in `wakeups`: a connection executing a
+    /// pipeline of PUBLISHes wakes each subscriber once for the batch (as Redis writes to each
+    /// client once per event-loop turn), so the subscriber writes the batch in one syscall.
+    pub fn publish_deferred(&self, channel: &[u8], message: &[u8], wakeups: &mut Wakeups) -> usize {
         let state = self.read();
-        self.publish_locked(&state, channel, message)
+        self.publish_locked(&state, channel, message, wakeups)
     }
 
     /// SPUBLISH: queues `message` to the subscribers of shard channel `channel`.
     pub fn spublish(&self, channel: &[u8], message: &[u8]) -> usize {
+        let mut wakeups = Wakeups::default();
+        self.spublish_deferred(channel, message, &mut wakeups)
+    }
+
+    /// SPUBLISH with deferred wake-ups, as [`Hub::publish_deferred`].
+    pub fn spublish_deferred(
+        &self,
+        channel: &[u8],
+        message: &[u8],
+        wakeups: &mut Wakeups,
+    ) -> usize {
         let state = self.read();
         let Some(set) = state.shard_channels.get(channel) else {
             return 0;
@@ -155,7 +174,7 @@ impl Hub {
         let limit = self.output_limit();
         let mut msg = Encoded::new(b"smessage", None, channel, message);
         set.iter()
-            .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit))
+            .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit, wakeups))
             .count()
     }
 
@@ -165,18 +184,21 @@ impl Hub {
         if events.is_empty() || !(flags.keyspace || flags.keyevent) {
             return;
         }
+        let mut wakeups = Wakeups::default();
         let state = self.read();
         for ev in events.iter().filter(|ev| flags.wants(ev.class)) {
             if flags.keyspace {
                 let mut chan = format!("__keyspace@{}__:", ev.db).into_bytes();
                 chan.extend_from_slice(&ev.key);
-                self.publish_locked(&state, &chan, ev.event.as_bytes());
+                self.publish_locked(&state, &chan, ev.event.as_bytes(), &mut wakeups);
             }
             if flags.keyevent {
                 let chan = format!("__keyevent@{}__:{}", ev.db, ev.event);
-                self.publish_locked(&state, chan.as_bytes(), &ev.key);
+                self.publish_locked(&state, chan.as_bytes(), &ev.key, &mut wakeups);
             }
         }
+        drop(state);
+        wakeups.wake_all();
     }
 
     /// PUBSUB CHANNELS / SHARDCHANNELS: active channels matching `pattern` (all without one).
@@ -210,30 +232,46 @@ impl Hub {
         self.read().patterns.len()
     }
 
-    fn publish_locked(&self, state: &State, channel: &[u8], message: &[u8]) -> usize {
+    fn publish_locked(
+        &self,
+        state: &State,
+        channel: &[u8],
+        message: &[u8],
+        wakeups: &mut Wakeups,
+    ) -> usize {
         let limit = self.output_limit();
         let mut receivers = 0;
         if let Some(set) = state.channels.get(channel) {
             let mut msg = Encoded::new(b"message", None, channel, message);
             receivers += set
                 .iter()
-                .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit))
+                .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit, wakeups))
                 .count();
         }
         state.patterns.for_each_match(channel, |pattern, set| {
             let mut msg = Encoded::new(b"pmessage", Some(pattern), channel, message);
             receivers += set
                 .iter()
-                .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit))
+                .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit, wakeups))
                 .count();
         });
         receivers
     }
 
-    /// Queues one item to `sub`, applying the output limit. False if `sub` is closed.
-    fn push(&self, sub: &Subscriber, item: &Bytes, limit: &OutputLimit) -> bool {
+    /// Queues one item to `sub`, applying the output limit; its wake-up goes to `wakeups`.
+    /// False if `sub` is closed.
+    fn push(
+        &self,
+        sub: &Arc<Subscriber>,
+        item: &Bytes,
+        limit: &OutputLimit,
+        wakeups: &mut Wakeups,
+    ) -> bool {
         match sub.push(item.clone(), limit) {
-            Push::Queued => true,
+            Push::Queued => {
+                wakeups.add(sub);
+                true
+            }
             Push::Closed => false,
             Push::CutOff => {
                 self.disconnections.fetch_add(1, Ordering::Relaxed);
@@ -322,6 +360,8 @@ pub struct Subscriber {
     resp3: AtomicBool,
     queue: Mutex<Queue>,
     notify: Notify,
+    /// A wake-up for this subscriber is pending in some publisher's [`Wakeups`].
+    wake_pending: AtomicBool,
     /// Woken (all waiters) when the subscriber is cut off, for a connection that is busy
     /// writing to a client that does not read and so is not waiting in `recv`.
     cut_notify: Notify,
@@ -353,6 +393,7 @@ impl Subscriber {
             resp3: AtomicBool::new(false),
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
+            wake_pending: AtomicBool::new(false),
             cut_notify: Notify::new(),
         })
     }
@@ -370,7 +411,8 @@ impl Subscriber {
     }
 
     /// Queues `item`, then applies Redis' `checkClientOutputBufferLimits`: over the hard limit,
-    /// or over the soft limit for more than its seconds, cuts the subscriber off.
+    /// or over the soft limit for more than its seconds, cuts the subscriber off. The caller
+    /// wakes the subscriber for a queued item (see [`Wakeups`]).
     fn push(&self, item: Bytes, limit: &OutputLimit) -> Push {
         let mut q = self.lock();
         if q.closed {
@@ -395,8 +437,8 @@ impl Subscriber {
             q.bytes = 0;
         }
         drop(q);
-        self.notify.notify_one();
         if cut {
+            self.notify.notify_one();
             self.cut_notify.notify_waiters();
             Push::CutOff
         } else {
@@ -406,27 +448,32 @@ impl Subscriber {
 
     /// Takes queued items, up to about [`RECV_BATCH_BYTES`] (at least one). `Err` once cut off.
     fn take(&self) -> Result<Option<Bytes>, ()> {
-        let mut q = self.lock();
-        if q.closed {
-            return Err(());
-        }
-        let Some(first) = q.items.pop_front() else {
-            return Ok(None);
-        };
-        if q.items.is_empty() || first.len() >= RECV_BATCH_BYTES {
-            q.bytes -= first.len() as u64;
-            return Ok(Some(first));
-        }
-        let mut out = BytesMut::with_capacity(RECV_BATCH_BYTES);
-        out.put_slice(&first);
-        while let Some(next) = q.items.front() {
-            if out.len() + next.len() > RECV_BATCH_BYTES {
-                break;
+        let mut batch = Vec::new();
+        let mut size = 0;
+        {
+            let mut q = self.lock();
+            if q.closed {
+                return Err(());
             }
-            out.put_slice(next);
-            q.items.pop_front();
+            while let Some(next) = q.items.front().map(Bytes::len) {
+                if !batch.is_empty() && size + next > RECV_BATCH_BYTES {
+                    break;
+                }
+                if let Some(item) = q.items.pop_front() {
+                    size += item.len();
+                    batch.push(item);
+                }
+            }
+            q.bytes -= size as u64;
         }
-        q.bytes -= out.len() as u64;
+        // Copy outside the lock, so publishers never wait for it.
+        if batch.len() <= 1 {
+            return Ok(batch.pop());
+        }
+        let mut out = BytesMut::with_capacity(size);
+        for item in &batch {
+            out.put_slice(item);
+        }
         Ok(Some(out.freeze()))
     }
 
@@ -450,6 +497,39 @@ impl Subscriber {
     /// Bytes waiting in the queue (CLIENT LIST `omem`).
     fn queued_bytes(&self) -> u64 {
         self.lock().bytes
+    }
+}
+
+/// Subscribers to wake after items were queued to them, each once however many items it got.
+/// Dropping it wakes them all, so no wake-up is ever lost.
+#[derive(Default)]
+pub struct Wakeups {
+    subs: Vec<Arc<Subscriber>>,
+}
+
+impl Wakeups {
+    fn add(&mut self, sub: &Arc<Subscriber>) {
+        if !sub.wake_pending.swap(true, Ordering::AcqRel) {
+            self.subs.push(sub.clone());
+        }
+    }
+
+    /// Wakes every subscriber queued to since the last call.
+    pub fn wake_all(&mut self) {
+        for sub in self.subs.drain(..) {
+            sub.wake_pending.store(false, Ordering::Release);
+            sub.notify.notify_one();
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.subs.is_empty()
+    }
+}
+
+impl Drop for Wakeups {
+    fn drop(&mut self) {
+        self.wake_all();
     }
 }
 
@@ -686,6 +766,7 @@ impl Subscriptions {
 
     /// (P|S)SUBSCRIBE: subscribes to each name and queues one confirmation per name.
     pub fn subscribe(&mut self, hub: &Hub, kind: Kind, names: &[Bytes]) {
+        let mut wakeups = Wakeups::default();
         let limit = hub.output_limit();
         let mut state = hub.write();
         for name in names {
@@ -716,7 +797,12 @@ impl Subscriptions {
                 Reply::Bulk(name.clone()),
                 Reply::Int(self.count(kind) as i64),
             ]);
-            hub.push(&self.sub, &reply.to_bytes(self.sub.protocol()), &limit);
+            hub.push(
+                &self.sub,
+                &reply.to_bytes(self.sub.protocol()),
+                &limit,
+                &mut wakeups,
+            );
         }
     }
 
@@ -724,6 +810,7 @@ impl Subscriptions {
     /// `names` is empty) and queues one confirmation per name, or one with a nil name when
     /// there was nothing to unsubscribe from.
     pub fn unsubscribe(&mut self, hub: &Hub, kind: Kind, names: &[Bytes]) {
+        let mut wakeups = Wakeups::default();
         let limit = hub.output_limit();
         let mut state = hub.write();
         let all: Vec<Bytes>;
@@ -735,7 +822,12 @@ impl Subscriptions {
                     Reply::Null,
                     Reply::Int(self.count(kind) as i64),
                 ]);
-                hub.push(&self.sub, &reply.to_bytes(self.sub.protocol()), &limit);
+                hub.push(
+                    &self.sub,
+                    &reply.to_bytes(self.sub.protocol()),
+                    &limit,
+                    &mut wakeups,
+                );
                 return;
             }
             &all[..]
@@ -751,7 +843,12 @@ impl Subscriptions {
                 Reply::Bulk(name.clone()),
                 Reply::Int(self.count(kind) as i64),
             ]);
-            hub.push(&self.sub, &reply.to_bytes(self.sub.protocol()), &limit);
+            hub.push(
+                &self.sub,
+                &reply.to_bytes(self.sub.protocol()),
+                &limit,
+                &mut wakeups,
+            );
         }
     }
 
@@ -829,6 +926,8 @@ impl CutOffSignal {
 pub struct Session {
     shared: Arc<Shared>,
     subs: Subscriptions,
+    /// Subscribers this client's PUBLISHes queued to and that are not woken yet.
+    wakeups: Wakeups,
 }
 
 impl fmt::Debug for Session {
@@ -853,6 +952,7 @@ impl Session {
         Session {
             shared: shared.clone(),
             subs: Subscriptions::new(client_id),
+            wakeups: Wakeups::default(),
         }
     }
 
@@ -882,7 +982,7 @@ impl Session {
     }
 
     /// True while the client has any subscription: under RESP2 it is then in subscribed mode
-    /// and only the commands [`allowed_in_subscribed_mode`] accepts may run.
+    /// and only the (P|S)(UN)SUBSCRIBE family, PING, QUIT and RESET may run.
     pub fn is_subscribed(&self) -> bool {
         self.subs.total() > 0
     }
@@ -894,6 +994,24 @@ impl Session {
 
     pub fn subscribe(&mut self, kind: Kind, names: &[Bytes]) {
         self.subs.subscribe(&self.shared.hub, kind, names);
+    }
+
+    /// PUBLISH (or SPUBLISH for [`Kind::Shard`]) from this client. The receivers are woken by
+    /// [`Session::wake_subscribers`], which the connection calls once its run of pipelined
+    /// PUBLISHes ends (and before anything else), or when the session is dropped.
+    pub fn publish(&mut self, kind: Kind, channel: &[u8], message: &[u8]) -> usize {
+        let hub = &self.shared.hub;
+        match kind {
+            Kind::Shard => hub.spublish_deferred(channel, message, &mut self.wakeups),
+            _ => hub.publish_deferred(channel, message, &mut self.wakeups),
+        }
+    }
+
+    /// Wakes the subscribers this client's PUBLISHes queued messages to.
+    pub fn wake_subscribers(&mut self) {
+        if !self.wakeups.is_empty() {
+            self.wakeups.wake_all();
+        }
     }
 
     pub fn unsubscribe(&mut self, kind: Kind, names: &[Bytes]) {
@@ -939,36 +1057,12 @@ impl Drop for Session {
     }
 }
 
-/// Whether a RESP2 client in subscribed mode may run `name` (lowercase command name).
-pub fn allowed_in_subscribed_mode(name: &str) -> bool {
-    matches!(
-        name,
-        "subscribe"
-            | "unsubscribe"
-            | "psubscribe"
-            | "punsubscribe"
-            | "ssubscribe"
-            | "sunsubscribe"
-            | "ping"
-            | "quit"
-            | "reset"
-    )
-}
-
 /// The error for any other command in RESP2 subscribed mode; `full_name` is lowercase with
 /// the subcommand as Redis names it (`get`, `pubsub|numpat`).
 pub fn subscribed_mode_error(full_name: &str) -> Reply {
     Reply::err(format!(
         "Can't execute '{full_name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
     ))
-}
-
-/// The reply to PING in RESP2 subscribed mode: `["pong", <message or "">]`.
-pub fn subscribed_ping(message: Option<Bytes>) -> Reply {
-    Reply::Array(vec![
-        Reply::str("pong"),
-        Reply::Bulk(message.unwrap_or_default()),
-    ])
 }
 
 #[cfg(test)]
@@ -1173,6 +1267,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn deferred_wakeups_wake_once_at_the_end() {
+        let hub = Hub::default();
+        let mut s = Subscriptions::new(1);
+        s.subscribe(&hub, Kind::Channel, &[b("c")]);
+        assert!(s.recv().await.is_some());
+        // The confirmation's wake-up left a permit behind (recv found the item first).
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(10),
+            s.sub.notify.notified(),
+        )
+        .await;
+        let mut wakeups = Wakeups::default();
+        for _ in 0..16 {
+            assert_eq!(hub.publish_deferred(b"c", b"m", &mut wakeups), 1);
+        }
+        assert_eq!(wakeups.subs.len(), 1, "one wake-up for the whole batch");
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), async {
+            s.sub.notify.notified().await
+        });
+        assert!(waiting.await.is_err(), "nobody woken before wake_all");
+        drop(wakeups);
+        let batch = tokio::time::timeout(std::time::Duration::from_secs(5), s.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            batch.len(),
+            16 * b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n".len()
+        );
+        s.clear(&hub);
+    }
+
+    #[tokio::test]
     async fn recv_wakes_on_publish() {
         let hub = Arc::new(Hub::default());
         let mut s = Subscriptions::new(1);
@@ -1190,6 +1317,22 @@ mod tests {
         assert!(got.ends_with(b"late\r\n"));
         assert_eq!(t.await.unwrap(), 1);
         s.clear(&hub);
+    }
+
+    #[test]
+    fn prefixes_longer_than_the_index_still_match_exactly() {
+        let hub = Hub::default();
+        let mut s = Subscriptions::new(1);
+        let long = "a".repeat(MAX_INDEXED_PREFIX + 36);
+        s.subscribe(&hub, Kind::Pattern, &[b(&format!("{long}*")), b(&long)]);
+        assert_eq!(hub.publish(format!("{long}xyz").as_bytes(), b"m"), 1);
+        assert_eq!(hub.publish(long.as_bytes(), b"m"), 2);
+        assert_eq!(hub.publish(&long.as_bytes()[1..], b"m"), 0);
+        let mut other = long.clone().into_bytes();
+        other[MAX_INDEXED_PREFIX + 1] = b'b';
+        assert_eq!(hub.publish(&other, b"m"), 0);
+        s.clear(&hub);
+        assert!(hub.read().patterns.root.is_empty());
     }
 
     #[test]

@@ -232,7 +232,21 @@ enum Inline {
 /// `None` if it has not fully arrived. Errors when the line exceeds [`MAX_INLINE`].
 fn take_line(buf: &mut BytesMut, too_big: &str) -> Result<Option<BytesMut>, ProtocolError> {
     let window = &buf[..buf.len().min(MAX_INLINE + 2)];
-    match window.windows(2).position(|w| w == b"\r\n") {
+    // Header lines are short: scan for '\r' and check the '\n' after it.
+    let mut found = None;
+    let mut from = 0;
+    while let Some(off) = window[from..].iter().position(|&b| b == b'\r') {
+        let pos = from + off;
+        match window.get(pos + 1) {
+            Some(b'\n') => {
+                found = Some(pos);
+                break;
+            }
+            Some(_) => from = pos + 1,
+            None => break,
+        }
+    }
+    match found {
         Some(pos) => {
             let line = buf.split_to(pos);
             buf.advance(2);

@@ -274,6 +274,10 @@ fn lag(facts: &StreamFacts, group: &Group) -> Option<u64> {
 /// How many entries one `after` call fetches while serving an unbounded read.
 const READ_CHUNK: usize = 1000;
 
+/// Most entries one XREADGROUP call delivers, even without COUNT, so that its journal record
+/// stays far below the record size limit (a million IDs encode to a few MB).
+pub(crate) const MAX_READ: usize = 1_000_000;
+
 /// What one planned operation produced: its reply and the change to apply and journal.
 pub(crate) struct Planned<T> {
     pub reply: T,
@@ -407,7 +411,7 @@ impl GroupSet {
     }
 
     /// XREADGROUP on one stream. `count` of `None` (or `Some(0)`, as Redis treats COUNT 0)
-    /// means no limit.
+    /// means no limit other than [`MAX_READ`].
     #[allow(clippy::too_many_arguments)]
     pub fn plan_read(
         &self,
@@ -421,8 +425,8 @@ impl GroupSet {
     ) -> Result<Planned<Vec<Delivery>>> {
         let g = self.group(name)?;
         let limit = match count {
-            None | Some(0) => usize::MAX,
-            Some(n) => n,
+            None | Some(0) => MAX_READ,
+            Some(n) => n.min(MAX_READ),
         };
         match start {
             GroupStart::New => {

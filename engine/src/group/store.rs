@@ -192,6 +192,20 @@ impl GroupStore {
             record::encode(&Record::Header { epoch: self.epoch }, &mut buf);
         }
         record::encode_change(&change, &mut buf);
+        if buf.len() > record::MAX_BODY {
+            // Recovery would refuse such a record: refuse the change instead.
+            return Err(Error::io(
+                "journal a consumer-group change",
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "change of {} bytes exceeds the {}-byte record limit",
+                        buf.len(),
+                        record::MAX_BODY
+                    ),
+                ),
+            ));
+        }
         let lsn = self.io.append(&self.dir.join(JOURNAL_FILE), &buf)?;
         self.journal_len += buf.len() as u64;
         self.set.apply(&change);

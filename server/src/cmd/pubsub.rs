@@ -102,18 +102,6 @@ fn parse_pubsub(args: &[Bytes]) -> Result<PubSubCommand, Reply> {
     })
 }
 
-/// The full name Redis reports for a pub/sub request (`pubsub|numpat` for subcommands), as
-/// used by the subscribed-mode error.
-pub fn full_name(name: &str, args: &[Bytes]) -> String {
-    match (name, args.first()) {
-        ("pubsub", Some(sub)) => format!(
-            "pubsub|{}",
-            String::from_utf8_lossy(sub).to_ascii_lowercase()
-        ),
-        _ => name.to_string(),
-    }
-}
-
 const HELP: &[&str] = &[
     "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "CHANNELS [<pattern>]",
@@ -146,10 +134,10 @@ pub fn execute(cmd: PubSubCommand, session: &mut Session) -> Vec<Reply> {
             return Vec::new();
         }
         PubSubCommand::Publish { channel, message } => {
-            Reply::Int(session.hub().publish(&channel, &message) as i64)
+            Reply::Int(session.publish(Kind::Channel, &channel, &message) as i64)
         }
         PubSubCommand::SPublish { channel, message } => {
-            Reply::Int(session.hub().spublish(&channel, &message) as i64)
+            Reply::Int(session.publish(Kind::Shard, &channel, &message) as i64)
         }
         PubSubCommand::Channels(kind, pattern) => Reply::Array(
             session
@@ -212,7 +200,5 @@ mod tests {
             parse("pubsub", &args(&["ShardChannels", "a*"])).unwrap(),
             PubSubCommand::Channels(Kind::Shard, Some(Bytes::from_static(b"a*")))
         );
-        assert_eq!(full_name("pubsub", &args(&["NUMPAT"])), "pubsub|numpat");
-        assert_eq!(full_name("get", &args(&["k"])), "get");
     }
 }

@@ -147,6 +147,14 @@ pub fn execute(
                     }
                 }
             }
+            // Read-only answers some tools (redis-benchmark) ask for.
+            for (name, value) in [("save", ""), ("appendonly", "yes")] {
+                if patterns.iter().any(|p| {
+                    p.as_ref() != b"*" && glob_match(&p.to_ascii_lowercase(), name.as_bytes())
+                }) {
+                    pairs.push((Reply::str(name), Reply::str(value)));
+                }
+            }
             Reply::Map(pairs)
         }
         ServerCommand::ConfigSet(pairs) => config_set(pairs, ctx, shared),

@@ -3,7 +3,7 @@
 //! engine. Where Redis checks the key before an argument, the argument's error is kept in the
 //! parsed command and raised at the same point during execution.
 //!
-//! Files by command family: [`write`] (XADD, XTRIM, XDEL, XSETID), [`read`] (XLEN, XRANGE,
+//! Files by command family: [`write`](mod@write) (XADD, XTRIM, XDEL, XSETID), [`read`] (XLEN, XRANGE,
 //! XREVRANGE, XREAD, XREADGROUP), [`group`] (XGROUP, XACK, XPENDING, XCLAIM, XAUTOCLAIM),
 //! [`info`] (XINFO); [`args`] reads IDs and integers as Redis does.
 
