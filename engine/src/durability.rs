@@ -369,6 +369,11 @@ mod tests {
         d.wait(lsn).unwrap();
         assert!(d.is_durable(lsn));
         assert!(d.synced_lsn() >= lsn);
+        // The listener runs right after the round publishes; give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while seen.load(Ordering::SeqCst) < lsn.0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         assert!(seen.load(Ordering::SeqCst) >= lsn.0);
         assert!(d.fsync_count() >= 1);
     }

@@ -87,6 +87,8 @@ pub struct Engine {
     /// Removed stream directories, deletable once the rename into `trash` is durable.
     trash_pending: Vec<(Lsn, PathBuf)>,
     _sync: SyncThread,
+    /// Exclusive lock on `<dir>/LOCK`, released when the engine is dropped.
+    _lock: Box<dyn Send + Sync>,
 }
 
 /// Maps a key to a directory name: `k` + the key with bytes outside `[A-Za-z0-9_-]`
@@ -211,6 +213,12 @@ impl Engine {
                 .map_err(|e| Error::io(format!("create {}", p.display()), e))
         };
         mkdir(&dir)?;
+        let lock = vfs.lock(&dir.join("LOCK")).map_err(|e| {
+            Error::io(
+                format!("lock {} (is another server using it?)", dir.display()),
+                e,
+            )
+        })?;
         let trash = dir.join(TRASH);
         remove_tree(&vfs, &trash).map_err(|e| Error::io("empty the trash", e))?;
         mkdir(&trash)?;
@@ -270,6 +278,12 @@ impl Engine {
             }
             dbs.push(db);
         }
+        // The database and trash directories themselves (and the data directory, if new)
+        // must be durable entries before any stream inside them is acknowledged.
+        durability.dir_changed(&dir);
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            durability.dir_changed(parent);
+        }
         // Anything recovery changed becomes durable before new writes are accepted.
         durability.sync_now()?;
         let sync = durability.start()?;
@@ -283,6 +297,7 @@ impl Engine {
                 trash_seq: 0,
                 trash_pending: Vec::new(),
                 _sync: sync,
+                _lock: lock,
             },
             report,
         ))
@@ -914,11 +929,87 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_is_opened_by_one_engine_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(FsyncPolicy::No, 1 << 16);
+        let (e, _) = Engine::open(dir.path(), o.clone()).unwrap();
+        assert!(matches!(
+            Engine::open(dir.path(), o.clone()),
+            Err(Error::Io { .. })
+        ));
+        drop(e);
+        Engine::open(dir.path(), o).unwrap();
+    }
+
+    #[test]
     fn engine_can_move_between_threads() {
         fn send<T: Send>() {}
         fn sync<T: Send + Sync>() {}
         send::<Engine>();
         sync::<Stream>();
         sync::<Durability>();
+    }
+
+    #[test]
+    fn many_streams_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(FsyncPolicy::EverySec, 64 << 20);
+        let (mut e, _) = Engine::open(dir.path(), o.clone()).unwrap();
+        for i in 0..200u32 {
+            let key = format!("stream:{i}");
+            let (s, _) = e.create_stream(i % 4, key.as_bytes()).unwrap();
+            s.add(
+                IdSpec::Explicit(StreamId::new(u64::from(i) + 1, 0)),
+                &f("v"),
+                0,
+            )
+            .unwrap();
+        }
+        drop(e); // crash: every tail is replayed
+        let (e, r) = Engine::open(dir.path(), o.clone()).unwrap();
+        assert_eq!(r.streams, 200);
+        assert!(r.corruptions.is_empty());
+        // Small streams must not each reserve a whole 64 MiB segment on disk.
+        let used: u64 = std::fs::read_dir(dir.path().join("db0"))
+            .unwrap()
+            .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+            .map(|f| f.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(used < 50 * (1 << 20), "{used} bytes for 50 tiny streams");
+        e.close().unwrap();
+        let (e, r) = Engine::open(dir.path(), o).unwrap();
+        assert_eq!(r.tail_bytes_replayed, 0);
+        assert_eq!((0..4).map(|d| e.key_count(d)).sum::<u64>(), 200);
+        assert_eq!(
+            e.stream(3, b"stream:199").unwrap().last_id(),
+            StreamId::new(200, 0)
+        );
+    }
+
+    #[test]
+    fn entry_larger_than_a_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(FsyncPolicy::No, 4096);
+        let (mut e, _) = Engine::open(dir.path(), o.clone()).unwrap();
+        let (s, _) = e.create_stream(0, b"s").unwrap();
+        let big = vec![(Bytes::from("f"), Bytes::from(vec![7u8; 20_000]))];
+        s.add(IdSpec::Explicit(StreamId::new(1, 0)), &f("small"), 0)
+            .unwrap();
+        s.add(IdSpec::Explicit(StreamId::new(2, 0)), &big, 0)
+            .unwrap();
+        s.add(IdSpec::Explicit(StreamId::new(3, 0)), &f("small"), 0)
+            .unwrap();
+        s.add(IdSpec::Explicit(StreamId::new(4, 0)), &big, 0)
+            .unwrap();
+        drop(e);
+        let (e, r) = Engine::open(dir.path(), o).unwrap();
+        assert!(r.corruptions.is_empty() && r.bytes_truncated == 0, "{r:?}");
+        let s = e.stream(0, b"s").unwrap();
+        assert_eq!(s.get(StreamId::new(2, 0)).unwrap().unwrap().fields, big);
+        assert_eq!(s.get(StreamId::new(4, 0)).unwrap().unwrap().fields, big);
+        let all = s
+            .range(Bound::Unbounded, Bound::Unbounded, 10, Direction::Backward)
+            .unwrap();
+        assert_eq!(ids(&all), vec![4, 3, 2, 1]);
     }
 }

@@ -32,6 +32,13 @@ pub trait Vfs: Send + Sync {
     fn exists(&self, path: &Path) -> bool;
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Takes an exclusive lock on `path` (created if needed) for as long as the returned
+    /// guard lives, failing at once if another process holds it. Simulated file systems
+    /// may keep the default, which locks nothing.
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn Send + Sync>> {
+        let _ = path;
+        Ok(Box::new(()))
+    }
 }
 
 /// One open file.
@@ -151,6 +158,23 @@ impl Vfs for OsVfs {
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         File::open(path)?.sync_all()
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn Send + Sync>> {
+        use std::os::fd::AsRawFd;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        // SAFETY: flock only reads its integer arguments; the descriptor is owned by `file`,
+        // which the returned guard keeps open (closing it releases the lock).
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Box::new(file))
     }
 }
 

@@ -77,19 +77,24 @@ impl MetaValue {
     }
 }
 
-/// The open `meta` file of one stream.
+/// The `meta` file of one stream. Not kept open: it is written rarely, and keeping one
+/// descriptor per stream (the tail's) lets more streams fit under the descriptor limit.
 pub struct MetaFile {
-    pub file: Arc<dyn VFile>,
     generation: u64,
     pub value: MetaValue,
 }
 
 impl MetaFile {
-    /// Opens (creating if missing) and reads the newest valid slot.
+    /// Reads the newest valid slot of `dir/meta`, if any.
     pub fn open(vfs: &Arc<dyn Vfs>, dir: &Path) -> std::io::Result<(MetaFile, Option<MetaValue>)> {
-        let file = vfs.open(&dir.join(META_FILE), true)?;
+        let file = match vfs.open(&dir.join(META_FILE), false) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
         let mut best: Option<(u64, MetaValue)> = None;
         for slot in 0..2u64 {
+            let Some(file) = file.as_ref() else { break };
             let mut buf = vec![0u8; 256];
             let n = file.read_at(&mut buf, slot * SLOT)?;
             if let Some((g, v)) = buf.get(..n).and_then(MetaValue::decode) {
@@ -100,24 +105,24 @@ impl MetaFile {
         }
         let (generation, value) = best.unwrap_or_default();
         let found = best.map(|(_, v)| v);
-        Ok((
-            MetaFile {
-                file,
-                generation,
-                value,
-            },
-            found,
-        ))
+        Ok((MetaFile { generation, value }, found))
     }
 
-    /// Writes `value` into the slot not holding the current generation (no fsync).
-    pub fn write(&mut self, value: MetaValue) -> std::io::Result<u64> {
+    /// Writes `value` into the slot of `dir/meta` not holding the current generation (no
+    /// fsync). Returns the file (for the caller to fsync or mark dirty) and the bytes written.
+    pub fn write(
+        &mut self,
+        vfs: &Arc<dyn Vfs>,
+        dir: &Path,
+        value: MetaValue,
+    ) -> std::io::Result<(Arc<dyn VFile>, u64)> {
         let generation = self.generation + 1;
         let bytes = value.encode(generation);
-        self.file.write_all_at(&bytes, (generation % 2) * SLOT)?;
+        let file = vfs.open(&dir.join(META_FILE), true)?;
+        file.write_all_at(&bytes, (generation % 2) * SLOT)?;
         self.generation = generation;
         self.value = value;
-        Ok(bytes.len() as u64)
+        Ok((file, bytes.len() as u64))
     }
 }
 
@@ -182,6 +187,7 @@ mod tests {
         let vfs: Arc<dyn Vfs> = Arc::new(OsVfs);
         let (mut m, found) = MetaFile::open(&vfs, dir.path()).unwrap();
         assert!(found.is_none());
+        let d = dir.path();
         let mut v = MetaValue {
             tail: 3,
             durable: 100,
@@ -189,14 +195,14 @@ mod tests {
             state: StreamState::default(),
         };
         v.state.last_id = StreamId::new(7, 7);
-        m.write(v).unwrap();
+        m.write(&vfs, d, v).unwrap();
         let mut v2 = v;
         v2.durable = 200;
-        m.write(v2).unwrap();
+        let (file, _) = m.write(&vfs, d, v2).unwrap();
         let (_, found) = MetaFile::open(&vfs, dir.path()).unwrap();
         assert_eq!(found, Some(v2));
         // Damage the newer slot (generation 2 lives in slot 0): the older value survives.
-        m.file.write_all_at(&[0xFF; 8], 10).unwrap();
+        file.write_all_at(&[0xFF; 8], 10).unwrap();
         let (_, found) = MetaFile::open(&vfs, dir.path()).unwrap();
         assert_eq!(found, Some(v));
     }

@@ -3,10 +3,7 @@
 //! fsync'd (reported, skipped by resynchronising on the next valid record, never
 //! overwritten), and redo deletes recorded in the tail.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Mutex,
-};
+use std::path::{Path, PathBuf};
 
 use crate::{
     index::SegmentIndex,
@@ -193,7 +190,7 @@ fn clean_tail(
     if index.written != m.durable || m.durable == 0 {
         return None;
     }
-    let window_end = len.min(m.durable + 4096);
+    let window_end = len.min(m.durable.saturating_add(4096));
     if !zero_page(map, m.durable, window_end).ok()? {
         return None;
     }
@@ -242,15 +239,19 @@ impl Stream {
         d.wrote(&data.file, header.len() as u64);
         let (mut meta, _) =
             MetaFile::open(vfs, &dir).map_err(|e| Error::io("create a meta file", e))?;
-        let n = meta
-            .write(MetaValue {
-                tail: 0,
-                durable: 0,
-                expire: None,
-                state,
-            })
+        let (meta_file, n) = meta
+            .write(
+                vfs,
+                &dir,
+                MetaValue {
+                    tail: 0,
+                    durable: 0,
+                    expire: None,
+                    state,
+                },
+            )
             .map_err(|e| Error::io("write a meta file", e))?;
-        d.wrote(&meta.file, n);
+        d.wrote(&meta_file, n);
         d.dir_changed(&dir);
         let lsn = match dir.parent() {
             Some(parent) => d.dir_changed(parent),
@@ -302,7 +303,7 @@ impl Stream {
                     dir.display()
                 ));
                 let mut header = Vec::new();
-                let number = found.map_or(0, |m| m.tail + 1);
+                let number = found.map_or(0, |m| m.tail.saturating_add(1));
                 let base = fallback.last_id;
                 Control::Header {
                     state: fallback,
@@ -395,19 +396,16 @@ impl Stream {
         let sealed = segs
             .iter()
             .filter(|(n, _)| *n != number)
-            .map(|&(n, b)| Sealed {
-                number: n,
-                base: b,
-                data: Mutex::new(None),
-            })
+            .map(|&(n, b)| Sealed::new(n, b, None))
             .collect();
         let tail = Tail { number, base, data };
         let mut stream = Stream::assemble(dir, ctx.clone(), rep.state, sealed, tail, meta);
-        let clean = found.is_some_and(|m| m.tail == number && m.durable == written)
-            && rep.torn_bytes == 0
-            && rep.corruptions.is_empty();
-        if !clean {
-            // Everything now in the tail becomes the durable base before anything acts on it.
+        // A tail that merely holds writes not yet fsync'd at the crash needs nothing: the
+        // meta file's offset stays a valid lower bound and the next group commit fsyncs the
+        // tail with whatever is appended. After repairs, the repaired tail becomes the
+        // durable base (fsync, exact offset in the meta file) before anything acts on it.
+        let damaged = found.is_none() || rep.torn_bytes > 0 || !rep.corruptions.is_empty();
+        if damaged {
             if let Err(e) = stream.tail.data.file.sync_data() {
                 return Err(ctx.durability.write_failed("fsync a recovered segment", e));
             }
@@ -420,7 +418,7 @@ impl Stream {
                     .tail
                     .data
                     .map
-                    .read(offset + record::STATE_OFFSET, 1)
+                    .read(offset.saturating_add(record::STATE_OFFSET), 1)
                     .ok()
                     .and_then(|b| b.first().copied())
                     .is_some_and(record::is_deleted_state);

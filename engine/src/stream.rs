@@ -7,7 +7,7 @@
 //! - every live entry of segment `i` lies in `[base(i), base(i+1)]`; segments holding no live
 //!   entry may have any base, so routing scans the (few) segments linearly instead of
 //!   bisecting their bases;
-//! - an entry is live unless its state byte says deleted, its ID is in `pending_deletes`
+//! - an entry is live unless its state byte says deleted, its location is in `pending_deletes`
 //!   (deleted, flag not yet written because the delete record is not yet fsync'd), or it is
 //!   at or below the trim point.
 
@@ -15,7 +15,10 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     ops::Bound,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
 };
 
 use bytes::Bytes;
@@ -47,8 +50,29 @@ pub(crate) struct Ctx {
 pub(crate) struct Sealed {
     pub number: u64,
     pub base: StreamId,
+    /// Open file, map and index, loaded on first use and dropped again when more than
+    /// [`MAX_LOADED_SEALED`] are loaded (least recently used first).
     pub data: Mutex<Option<Arc<SegmentData>>>,
+    pub last_used: AtomicU64,
+    /// Cached `(live entries, greatest entry ID)`, so approximate trims do not rescan a
+    /// segment on every XADD; kept exact by deletes and dropped when a trim cuts into it.
+    pub counts: Mutex<Option<(u64, Option<StreamId>)>>,
 }
+
+impl Sealed {
+    pub(crate) fn new(number: u64, base: StreamId, data: Option<Arc<SegmentData>>) -> Sealed {
+        Sealed {
+            number,
+            base,
+            data: Mutex::new(data),
+            last_used: AtomicU64::new(0),
+            counts: Mutex::new(None),
+        }
+    }
+}
+
+/// Sealed segments kept open (file descriptor + map + index) per stream.
+const MAX_LOADED_SEALED: usize = 16;
 
 pub(crate) struct Tail {
     pub number: u64,
@@ -71,7 +95,9 @@ pub struct Stream {
     pub(crate) state: StreamState,
     pub(crate) sealed: Vec<Sealed>,
     pub(crate) tail: Tail,
-    pub(crate) pending_deletes: BTreeMap<StreamId, PendingDelete>,
+    /// Keyed by `(segment, offset)`, not ID: after an XSETID lowers the last ID, a new entry
+    /// may reuse the ID of an old, deleted one.
+    pub(crate) pending_deletes: BTreeMap<(u64, u64), PendingDelete>,
     /// Smallest Lsn in `pending_deletes` (they are only due once it is fsync'd).
     pub(crate) pending_min_lsn: Option<Lsn>,
     /// Segments holding flag writes not yet fsync'd (synced before a roll).
@@ -81,6 +107,8 @@ pub struct Stream {
     pub(crate) meta_candidate: Option<(Lsn, u64, u64)>,
     /// `(tail, written)` of the last tail index file saved by `sync`.
     pub(crate) tail_index_saved: Option<(u64, u64)>,
+    /// Clock for the sealed segments' LRU.
+    use_tick: AtomicU64,
     /// Cached ID of the first live entry (`None` = unknown).
     pub(crate) first_cache: Mutex<Option<StreamId>>,
     scratch: Vec<u8>,
@@ -130,6 +158,7 @@ impl Stream {
             meta,
             meta_candidate: None,
             tail_index_saved: None,
+            use_tick: AtomicU64::new(0),
             first_cache: Mutex::new(None),
             scratch: Vec::new(),
         }
@@ -309,18 +338,20 @@ impl Stream {
                 .pending_deletes
                 .iter()
                 .filter(|(_, p)| p.lsn <= synced)
-                .map(|(id, p)| (*id, *p))
+                .map(|(at, p)| (*at, *p))
                 .collect();
-            for (id, p) in due {
+            for (at, p) in due {
                 self.write_flag(p.segment, p.offset)?;
-                self.pending_deletes.remove(&id);
+                self.pending_deletes.remove(&at);
             }
             self.pending_min_lsn = self.pending_deletes.values().map(|p| p.lsn).min();
         }
         if let Some((lsn, tail, offset)) = self.meta_candidate {
             if lsn <= synced {
                 self.meta_candidate = None;
-                if tail == self.tail.number && offset >= self.meta.value.durable + META_STEP {
+                if tail == self.tail.number
+                    && offset >= self.meta.value.durable.saturating_add(META_STEP)
+                {
                     self.write_meta(offset, false)?;
                 }
             }
@@ -341,17 +372,17 @@ impl Stream {
     }
 
     fn write_meta_value(&mut self, value: MetaValue, sync: bool) -> Result<Lsn> {
-        let n = match self.meta.write(value) {
-            Ok(n) => n,
+        let (file, n) = match self.meta.write(&self.ctx.vfs, &self.dir, value) {
+            Ok(written) => written,
             Err(e) => return Err(self.ctx.durability.write_failed("write meta file", e)),
         };
         if sync {
-            if let Err(e) = self.meta.file.sync_data() {
+            if let Err(e) = file.sync_data() {
                 return Err(self.ctx.durability.write_failed("fsync meta file", e));
             }
             self.ctx.durability.count_fsync();
         }
-        Ok(self.ctx.durability.wrote(&self.meta.file, n))
+        Ok(self.ctx.durability.wrote(&file, n))
     }
 
     /// The key's expiry (Unix ms), as stored in the meta file.
@@ -387,7 +418,7 @@ impl Stream {
         let Some(file) = self.segment_file(segment)? else {
             return Ok(());
         };
-        if let Err(e) = file.write_all_at(&[STATE_DELETED], offset + STATE_OFFSET) {
+        if let Err(e) = file.write_all_at(&[STATE_DELETED], offset.saturating_add(STATE_OFFSET)) {
             return Err(self.ctx.durability.write_failed("write a delete flag", e));
         }
         self.ctx.durability.wrote(&file, 1);
@@ -442,7 +473,7 @@ impl Stream {
         if let Err(e) = rewrite_atomic(&self.ctx.vfs, &self.dir, &index_name, &index_bytes, false) {
             return Err(Error::io("write a segment index", e));
         }
-        let number = self.tail.number + 1;
+        let number = self.tail.number.saturating_add(1);
         let mut header = Vec::new();
         Control::Header {
             state: self.state,
@@ -470,11 +501,9 @@ impl Stream {
         }
         self.ctx.durability.count_fsync();
         let old = std::mem::replace(&mut self.tail, Tail { number, base, data });
-        self.sealed.push(Sealed {
-            number: old.number,
-            base: old.base,
-            data: Mutex::new(Some(Arc::new(old.data))),
-        });
+        self.sealed
+            .push(Sealed::new(old.number, old.base, Some(Arc::new(old.data))));
+        self.evict_sealed(old.number);
         self.meta_candidate = None;
         let durable = self.tail.data.index.written;
         self.write_meta(durable, true)?;
@@ -483,17 +512,44 @@ impl Stream {
 
     /// Loads a sealed segment (map + index) on first use.
     pub(crate) fn load_sealed(&self, s: &Sealed) -> Result<Arc<SegmentData>> {
-        let mut slot = lock(&s.data);
-        if let Some(d) = slot.as_ref() {
-            return Ok(d.clone());
-        }
-        let path = self.segment_path(s.number, s.base);
-        let index_path = self.dir.join(segment::index_file_name(s.number));
-        let data = segment::open_sealed(&self.ctx.vfs, &path, &index_path, s.number)
-            .map_err(|e| Error::io(format!("open segment {}", path.display()), e))?;
-        let data = Arc::new(data);
-        *slot = Some(data.clone());
+        let tick = self.use_tick.fetch_add(1, Ordering::Relaxed) + 1;
+        s.last_used.store(tick, Ordering::Relaxed);
+        let data = {
+            let mut slot = lock(&s.data);
+            if let Some(d) = slot.as_ref() {
+                return Ok(d.clone());
+            }
+            let path = self.segment_path(s.number, s.base);
+            let index_path = self.dir.join(segment::index_file_name(s.number));
+            let data = segment::open_sealed(&self.ctx.vfs, &path, &index_path, s.number)
+                .map_err(|e| Error::io(format!("open segment {}", path.display()), e))?;
+            let data = Arc::new(data);
+            *slot = Some(data.clone());
+            data
+        };
+        self.evict_sealed(s.number);
         Ok(data)
+    }
+
+    /// Unloads the least recently used sealed segments (other than `keep`) beyond
+    /// [`MAX_LOADED_SEALED`]. A reader still holding one keeps it alive until done.
+    fn evict_sealed(&self, keep: u64) {
+        let mut loaded: Vec<&Sealed> = self
+            .sealed
+            .iter()
+            .filter(|x| x.number != keep && lock(&x.data).is_some())
+            .collect();
+        if loaded.len() < MAX_LOADED_SEALED {
+            return;
+        }
+        loaded.sort_by_key(|x| x.last_used.load(Ordering::Relaxed));
+        let excess = loaded.len() + 1 - MAX_LOADED_SEALED;
+        for victim in loaded.into_iter().take(excess) {
+            // Unflushed flag writes must not be lost with the handle: keep those open.
+            if !self.flag_dirty.contains(&victim.number) {
+                *lock(&victim.data) = None;
+            }
+        }
     }
 
     pub(crate) fn segment_path(&self, number: u64, base: StreamId) -> PathBuf {
@@ -527,9 +583,9 @@ impl Stream {
         }
     }
 
-    fn is_live(&self, segment: u64, rec: &RawRecord<'_>, id: StreamId) -> bool {
+    fn is_live(&self, segment: u64, rec: &RawRecord<'_>) -> bool {
         !record::is_deleted_state(rec.header.state)
-            && !self.pending_deletes.contains_key(&id)
+            && !self.pending_deletes.contains_key(&(segment, rec.offset))
             && !self.state.is_trimmed(segment, rec.offset)
     }
 
@@ -579,7 +635,7 @@ impl Stream {
                     if id < lo {
                         continue;
                     }
-                    let live = self.is_live(v.number, &rec, id);
+                    let live = self.is_live(v.number, &rec);
                     if id > hi {
                         // Entries in a segment are ordered: nothing further here matches,
                         // and a live one proves no later segment does either.
@@ -630,7 +686,7 @@ impl Stream {
                     for rec in records {
                         let rec = rec.map_err(|e| Error::io("read a segment", e))?;
                         let Some(id) = rec.entry_id() else { continue };
-                        if id < lo || id > hi || !self.is_live(v.number, &rec, id) {
+                        if id < lo || id > hi || !self.is_live(v.number, &rec) {
                             continue;
                         }
                         if let Some(e) = record::decode_entry(rec.body()) {
@@ -728,9 +784,14 @@ impl Stream {
                 offset,
             })?;
             self.state = state;
+            if let Some(sealed) = self.sealed_by_number(segment) {
+                if let Some((live, _)) = lock(&sealed.counts).as_mut() {
+                    *live = live.saturating_sub(1);
+                }
+            }
             self.pending_min_lsn = Some(self.pending_min_lsn.map_or(l, |m| m.min(l)));
             self.pending_deletes.insert(
-                id,
+                (segment, offset),
                 PendingDelete {
                     lsn: l,
                     segment,
@@ -754,19 +815,34 @@ impl Stream {
 
     /// Live entries of segment `i` and the greatest entry ID it holds (live or not).
     fn count_segment(&self, i: usize) -> Result<(u64, Option<StreamId>)> {
-        self.with_view(i, |v| {
+        if let Some(cached) = self.sealed.get(i).and_then(|s| *lock(&s.counts)) {
+            return Ok(cached);
+        }
+        let counted = self.with_view(i, |v| {
             let mut live = 0;
             let mut max = None;
             for rec in v.records(0).counting(self.ctx.durability.corrupt_counter()) {
                 let rec = rec.map_err(|e| Error::io("read a segment", e))?;
                 let Some(id) = rec.entry_id() else { continue };
                 max = Some(max.map_or(id, |m: StreamId| m.max(id)));
-                if self.is_live(v.number, &rec, id) {
+                if self.is_live(v.number, &rec) {
                     live += 1;
                 }
             }
             Ok((live, max))
-        })
+        })?;
+        if let Some(s) = self.sealed.get(i) {
+            *lock(&s.counts) = Some(counted);
+        }
+        Ok(counted)
+    }
+
+    fn sealed_by_number(&self, number: u64) -> Option<&Sealed> {
+        let i = self
+            .sealed
+            .binary_search_by_key(&number, |s| s.number)
+            .ok()?;
+        self.sealed.get(i)
     }
 
     /// XTRIM (and XADD's trim clause): returns the number of entries removed.
@@ -797,6 +873,9 @@ impl Stream {
         let lsn = self.append_control(&Control::Trim(state))?;
         self.state = state;
         *lock(&self.first_cache) = None;
+        if let Some(cut) = self.sealed_by_number(new_pos.segment) {
+            *lock(&cut.counts) = None;
+        }
         self.drop_trimmed_segments()?;
         Ok((removed, lsn))
     }
@@ -927,8 +1006,9 @@ impl Stream {
                 state.max_deleted = md;
             }
         }
-        if lowering && self.tail.data.index.entries > 0 {
-            // Keep IDs increasing inside every segment: later entries go to a new one.
+        if lowering && (self.tail.data.index.entries > 0 || last_id < self.tail.base) {
+            // Keep IDs increasing inside every segment and no entry below its segment's
+            // base: later entries go to a new segment based at the new last ID.
             self.state = state;
             self.roll(last_id, 0)?;
         }
@@ -970,6 +1050,14 @@ impl Stream {
         }
         self.meta_candidate = None;
         Ok(())
+    }
+
+    /// Sealed segments currently open (file + map + index).
+    pub fn loaded_segments(&self) -> usize {
+        self.sealed
+            .iter()
+            .filter(|s| lock(&s.data).is_some())
+            .count()
     }
 
     /// Bytes of index points held in memory (for tests of the memory bound).
