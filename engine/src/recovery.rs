@@ -123,14 +123,9 @@ fn apply(r: &mut Replay, rec: &segment::RawRecord<'_>, number: u64) {
                 r.state = state;
             }
             Some(Control::Header { .. }) => {}
-            Some(Control::Delete {
-                state,
-                segment,
-                offset,
-                ..
-            }) => {
+            Some(Control::Delete { state, targets }) => {
                 r.state = state;
-                r.redo.push((segment, offset));
+                r.redo.extend(targets.iter().map(|t| (t.segment, t.offset)));
             }
             Some(Control::Trim(state)) | Some(Control::SetId(state)) => r.state = state,
             None => {}

@@ -28,7 +28,7 @@ use crate::{
     io::{VFile, Vfs},
     logfile::rewrite_atomic,
     meta::{MetaFile, MetaValue},
-    record::{self, Control, LogPos, StreamState, STATE_DELETED, STATE_OFFSET},
+    record::{self, Control, DeleteTarget, LogPos, StreamState, STATE_DELETED, STATE_OFFSET},
     segment::{self, RawRecord, SegmentData, View},
     Direction, Entry, Error, IdSpec, Lsn, Result, StreamId, StreamMeta, TrimSpec, TrimStrategy,
 };
@@ -764,53 +764,65 @@ impl Stream {
         Ok(found)
     }
 
-    /// XDEL: returns how many of `ids` existed and were deleted.
+    /// XDEL: returns how many of `ids` existed and were deleted. All of them are deleted by
+    /// one record, so recovery sees either none or all; memory changes only once it is
+    /// written.
     pub fn delete(&mut self, ids: &[StreamId]) -> Result<(u64, Lsn)> {
         self.ctx.durability.check()?;
         self.settle()?;
-        let mut deleted = 0;
-        let mut lsn = None;
+        let mut seen = BTreeSet::new();
+        let mut targets = Vec::new();
         for &id in ids {
-            let Some((segment, offset)) = self.locate(id)? else {
+            if !seen.insert(id) {
                 continue;
-            };
-            let mut state = self.state;
-            state.length = state.length.saturating_sub(1);
-            state.max_deleted = state.max_deleted.max(id);
-            let l = self.append_control(&Control::Delete {
-                state,
-                target: id,
-                segment,
-                offset,
-            })?;
-            self.state = state;
-            if let Some(sealed) = self.sealed_by_number(segment) {
+            }
+            if let Some((segment, offset)) = self.locate(id)? {
+                targets.push(DeleteTarget {
+                    id,
+                    segment,
+                    offset,
+                });
+            }
+        }
+        if targets.is_empty() {
+            return Ok((0, self.ctx.durability.next_lsn()));
+        }
+        let mut state = self.state;
+        state.length = state.length.saturating_sub(targets.len() as u64);
+        for t in &targets {
+            state.max_deleted = state.max_deleted.max(t.id);
+        }
+        let control = Control::Delete { state, targets };
+        let lsn = self.append_control(&control)?;
+        let Control::Delete { targets, .. } = control else {
+            return Ok((0, lsn));
+        };
+        self.state = state;
+        let mut cache = lock(&self.first_cache);
+        if cache.is_some_and(|first| targets.iter().any(|t| t.id == first)) {
+            *cache = None;
+        }
+        drop(cache);
+        for t in &targets {
+            if let Some(sealed) = self.sealed_by_number(t.segment) {
                 if let Some((live, _)) = lock(&sealed.counts).as_mut() {
                     *live = live.saturating_sub(1);
                 }
             }
-            self.pending_min_lsn = Some(self.pending_min_lsn.map_or(l, |m| m.min(l)));
             self.pending_deletes.insert(
-                (segment, offset),
+                (t.segment, t.offset),
                 PendingDelete {
-                    lsn: l,
-                    segment,
-                    offset,
+                    lsn,
+                    segment: t.segment,
+                    offset: t.offset,
                 },
             );
-            let mut cache = lock(&self.first_cache);
-            if *cache == Some(id) {
-                *cache = None;
-            }
-            drop(cache);
-            deleted += 1;
-            lsn = Some(l);
         }
+        self.pending_min_lsn = Some(self.pending_min_lsn.map_or(lsn, |m| m.min(lsn)));
         if self.pending_deletes.len() > PENDING_LIMIT {
             self.force_pending()?;
         }
-        let lsn = lsn.unwrap_or_else(|| self.ctx.durability.next_lsn());
-        Ok((deleted, lsn))
+        Ok((targets.len() as u64, lsn))
     }
 
     /// Live entries of segment `i` and the greatest entry ID it holds (live or not).
