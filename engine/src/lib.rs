@@ -280,6 +280,9 @@ pub struct RecoveryReport {
     pub corruptions: Vec<String>,
     /// Group states clamped because the stream's tail was lost (policy everysec/no).
     pub group_clamps: Vec<String>,
+    /// Stream directories whose creation never became durable (key file never written
+    /// back, nothing fsync'd since), removed: never acknowledged, so nothing was lost.
+    pub incomplete_streams_removed: Vec<String>,
     pub elapsed: Duration,
 }
 

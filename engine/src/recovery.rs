@@ -206,14 +206,60 @@ fn clean_tail(
 impl Stream {
     /// Creates a new, empty stream in `dir` (key file, first segment, meta). Nothing is
     /// fsync'd here: the returned Lsn becomes durable with the next group commit, which
-    /// fsyncs the files and both directories.
+    /// fsyncs the files and both directories. A failed write poisons the engine and removes
+    /// the half-made directory (best effort; recovery removes what is left), so no later
+    /// creation of the same key picks a second directory next to it.
     pub(crate) fn create(ctx: &Ctx, dir: PathBuf, db: u32, key: &[u8]) -> Result<(Stream, Lsn)> {
+        let d = &ctx.durability;
+        let made = match Stream::create_files(ctx, &dir, db, key) {
+            Ok(made) => made,
+            Err((context, e)) => {
+                let err = d.write_failed(context, e);
+                if crate::engine::remove_tree(&ctx.vfs, &dir).is_ok() {
+                    if let Some(parent) = dir.parent() {
+                        d.dir_changed(parent);
+                    }
+                }
+                return Err(err);
+            }
+        };
+        let (data, meta, state, key_file) = made;
+        d.dir_changed(&dir);
+        let lsn = match dir.parent() {
+            Some(parent) => d.dir_changed(parent),
+            None => d.next_lsn(),
+        };
+        let tail = Tail {
+            number: 0,
+            base: StreamId::MIN,
+            data,
+        };
+        let mut stream = Stream::assemble(dir, ctx.clone(), state, Vec::new(), tail, meta);
+        stream.key_file_unsynced = Some(key_file);
+        Ok((stream, lsn))
+    }
+
+    /// The files of a new stream; on failure, what failed and the I/O error.
+    fn create_files(
+        ctx: &Ctx,
+        dir: &Path,
+        db: u32,
+        key: &[u8],
+    ) -> std::result::Result<
+        (
+            SegmentData,
+            MetaFile,
+            StreamState,
+            std::sync::Arc<dyn crate::io::VFile>,
+        ),
+        (&'static str, std::io::Error),
+    > {
         let vfs = &ctx.vfs;
         let d = &ctx.durability;
-        vfs.create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        vfs.create_dir_all(dir)
+            .map_err(|e| ("create a stream directory", e))?;
         let key_file = crate::meta::write_key_file(vfs, &dir.join(KEY_FILE), db, key)
-            .map_err(|e| Error::io("write a key file", e))?;
+            .map_err(|e| ("write a key file", e))?;
         d.wrote(&key_file, key.len() as u64);
         let state = StreamState::default();
         let mut header = Vec::new();
@@ -230,14 +276,13 @@ impl Stream {
             ctx.segment_size.max(header.len() as u64 * 2),
             &header,
         )
-        .map_err(|e| Error::io("create a segment", e))?;
+        .map_err(|e| ("create a segment", e))?;
         d.wrote(&data.file, header.len() as u64);
-        let (mut meta, _) =
-            MetaFile::open(vfs, &dir).map_err(|e| Error::io("create a meta file", e))?;
+        let (mut meta, _) = MetaFile::open(vfs, dir).map_err(|e| ("create a meta file", e))?;
         let (meta_file, n) = meta
             .write(
                 vfs,
-                &dir,
+                dir,
                 MetaValue {
                     tail: 0,
                     durable: 0,
@@ -245,20 +290,9 @@ impl Stream {
                     state,
                 },
             )
-            .map_err(|e| Error::io("write a meta file", e))?;
+            .map_err(|e| ("write a meta file", e))?;
         d.wrote(&meta_file, n);
-        d.dir_changed(&dir);
-        let lsn = match dir.parent() {
-            Some(parent) => d.dir_changed(parent),
-            None => d.next_lsn(),
-        };
-        let tail = Tail {
-            number: 0,
-            base: StreamId::MIN,
-            data,
-        };
-        let stream = Stream::assemble(dir, ctx.clone(), state, Vec::new(), tail, meta);
-        Ok((stream, lsn))
+        Ok((data, meta, state, key_file))
     }
 
     /// Opens an existing stream directory, replaying its tail segment. Returns `None` if
@@ -395,6 +429,8 @@ impl Stream {
             .collect();
         let tail = Tail { number, base, data };
         let mut stream = Stream::assemble(dir, ctx.clone(), rep.state, sealed, tail, meta);
+        stream.never_synced_at_open =
+            number == 0 && found.is_none_or(|m| m.tail == 0 && m.durable == 0);
         // A tail that merely holds writes not yet fsync'd at the crash needs nothing: the
         // meta file's offset stays a valid lower bound and the next group commit fsyncs the
         // tail with whatever is appended. After repairs, the repaired tail becomes the

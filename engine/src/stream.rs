@@ -114,6 +114,13 @@ pub struct Stream {
     scratch: Vec<u8>,
     /// Consumer groups: state plus journal/checkpoint in `dir` (loaded by `recover_groups`).
     pub(crate) groups: crate::group::store::GroupStore,
+    /// Found at open with only its first segment and a meta file never advanced past
+    /// creation: nothing of it was fsync'd apart from a group commit.
+    pub(crate) never_synced_at_open: bool,
+    /// The key file, until it is known to be fsync'd: a roll or `sync` fsyncs the stream
+    /// directory and other files directly, so it fsyncs this first (recovery must never see
+    /// a stream that was made durable without its key).
+    pub(crate) key_file_unsynced: Option<Arc<dyn VFile>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -161,7 +168,37 @@ impl Stream {
             use_tick: AtomicU64::new(0),
             first_cache: Mutex::new(None),
             scratch: Vec::new(),
+            never_synced_at_open: false,
+            key_file_unsynced: None,
         }
+    }
+
+    /// Fsyncs the key file if it may not be durable yet.
+    fn sync_key_file(&mut self) -> Result<()> {
+        if let Some(file) = self.key_file_unsynced.take() {
+            if let Err(e) = file.sync_data() {
+                return Err(self.ctx.durability.write_failed("fsync a key file", e));
+            }
+            self.ctx.durability.count_fsync();
+        }
+        Ok(())
+    }
+
+    /// Rewrites a key file that recovery found incomplete, and fsyncs it.
+    pub(crate) fn rewrite_key_file(&mut self, db: u32, key: &[u8]) -> Result<()> {
+        let path = self.dir.join(crate::meta::KEY_FILE);
+        let file = match crate::meta::write_key_file(&self.ctx.vfs, &path, db, key) {
+            Ok(f) => f,
+            Err(e) => return Err(self.ctx.durability.write_failed("rewrite a key file", e)),
+        };
+        self.ctx.durability.wrote(&file, key.len() as u64);
+        self.key_file_unsynced = Some(file);
+        self.sync_key_file()
+    }
+
+    /// See [`Stream::never_synced_at_open`].
+    pub(crate) fn never_synced(&self) -> bool {
+        self.never_synced_at_open
     }
 
     /// The stream's directory (for the consumer-group journal and checkpoint files).
@@ -334,17 +371,7 @@ impl Stream {
     pub(crate) fn settle(&mut self) -> Result<()> {
         let synced = self.ctx.durability.synced_lsn();
         if self.pending_min_lsn.is_some_and(|l| l <= synced) {
-            let due: Vec<_> = self
-                .pending_deletes
-                .iter()
-                .filter(|(_, p)| p.lsn <= synced)
-                .map(|(at, p)| (*at, *p))
-                .collect();
-            for (at, p) in due {
-                self.write_flag(p.segment, p.offset)?;
-                self.pending_deletes.remove(&at);
-            }
-            self.pending_min_lsn = self.pending_deletes.values().map(|p| p.lsn).min();
+            self.write_pending_flags(Some(synced))?;
         }
         if let Some((lsn, tail, offset)) = self.meta_candidate {
             if lsn <= synced {
@@ -432,12 +459,29 @@ impl Stream {
             return Ok(());
         }
         self.sync_tail()?;
-        let all = std::mem::take(&mut self.pending_deletes);
-        self.pending_min_lsn = None;
-        for p in all.values() {
-            self.write_flag(p.segment, p.offset)?;
+        self.write_pending_flags(None)
+    }
+
+    /// Writes the flags of pending deletes whose Lsn is at most `upto` (all if `None`),
+    /// each leaving the pending set only once its flag is written: a failed write keeps the
+    /// rest pending, so reads never show a deleted entry again.
+    fn write_pending_flags(&mut self, upto: Option<Lsn>) -> Result<()> {
+        let due: Vec<_> = self
+            .pending_deletes
+            .iter()
+            .filter(|(_, p)| upto.is_none_or(|u| p.lsn <= u))
+            .map(|(at, p)| (*at, *p))
+            .collect();
+        let mut result = Ok(());
+        for (at, p) in due {
+            if let Err(e) = self.write_flag(p.segment, p.offset) {
+                result = Err(e);
+                break;
+            }
+            self.pending_deletes.remove(&at);
         }
-        Ok(())
+        self.pending_min_lsn = self.pending_deletes.values().map(|p| p.lsn).min();
+        result
     }
 
     fn sync_tail(&self) -> Result<()> {
@@ -454,12 +498,9 @@ impl Stream {
     /// directory → meta points at the new tail.
     fn roll(&mut self, base: StreamId, need: u64) -> Result<()> {
         self.ctx.durability.check()?;
+        self.sync_key_file()?;
         self.sync_tail()?;
-        let all = std::mem::take(&mut self.pending_deletes);
-        self.pending_min_lsn = None;
-        for p in all.values() {
-            self.write_flag(p.segment, p.offset)?;
-        }
+        self.write_pending_flags(None)?;
         for number in std::mem::take(&mut self.flag_dirty) {
             if let Some(file) = self.segment_file(number)? {
                 if let Err(e) = file.sync_data() {
@@ -471,7 +512,7 @@ impl Stream {
         let index_bytes = self.tail.data.index.encode(self.tail.number);
         let index_name = segment::index_file_name(self.tail.number);
         if let Err(e) = rewrite_atomic(&self.ctx.vfs, &self.dir, &index_name, &index_bytes, false) {
-            return Err(Error::io("write a segment index", e));
+            return Err(self.ctx.durability.write_failed("write a segment index", e));
         }
         let number = self.tail.number.saturating_add(1);
         let mut header = Vec::new();
@@ -1032,12 +1073,9 @@ impl Stream {
     /// Makes everything of this stream durable now and records the exact durable offset.
     pub(crate) fn sync(&mut self) -> Result<()> {
         self.ctx.durability.check()?;
+        self.sync_key_file()?;
         self.sync_tail()?;
-        let all = std::mem::take(&mut self.pending_deletes);
-        self.pending_min_lsn = None;
-        for p in all.values() {
-            self.write_flag(p.segment, p.offset)?;
-        }
+        self.write_pending_flags(None)?;
         for number in std::mem::take(&mut self.flag_dirty) {
             if let Some(file) = self.segment_file(number)? {
                 if let Err(e) = file.sync_data() {
@@ -1052,8 +1090,9 @@ impl Stream {
             // Lets a clean reopen skip replaying the tail (see `Stream::open`).
             let bytes = self.tail.data.index.encode(self.tail.number);
             let name = segment::index_file_name(self.tail.number);
-            rewrite_atomic(&self.ctx.vfs, &self.dir, &name, &bytes, false)
-                .map_err(|e| Error::io("write the tail index", e))?;
+            if let Err(e) = rewrite_atomic(&self.ctx.vfs, &self.dir, &name, &bytes, false) {
+                return Err(self.ctx.durability.write_failed("write the tail index", e));
+            }
             self.ctx.durability.count_fsync();
             self.tail_index_saved = Some(saved);
         }
