@@ -93,6 +93,21 @@ fn replay(
                 if invalid == Invalid::Zero && zero_page(map, pos, window_end)? {
                     break;
                 }
+                // Past the recorded durable offset (it lags behind group commits), a torn
+                // write and damage to fsync'd data differ in shape: what a power cut did not
+                // write back reads as zeros up to a page boundary, so a damaged region that
+                // a valid record follows with no such zeros was written whole, and is
+                // corruption, never a reason to drop what follows.
+                if let Some(next) = resync(map, pos + 1, end)? {
+                    if !torn_gap(map, pos, next)? {
+                        r.corruptions.push(format!(
+                            "{}: invalid record ({invalid:?}) at offset {pos}, followed by valid records and not a torn write; skipped to the next valid record at {next}",
+                            path.display()
+                        ));
+                        pos = next;
+                        continue;
+                    }
+                }
                 let (bytes, records) = count_torn(map, pos, window_end)?;
                 r.torn_bytes = bytes;
                 r.torn_records = records;
@@ -131,6 +146,24 @@ fn apply(r: &mut Replay, rec: &segment::RawRecord<'_>, number: u64) {
             None => {}
         },
     }
+}
+
+/// Page size of the torn-write model: a power cut leaves each page written, unwritten, or
+/// written only up to some point, so unwritten bytes always run up to a page boundary.
+const PAGE: u64 = 4096;
+
+/// True if `[from, to)` looks torn: the byte before some page boundary in `(from, to]` is
+/// zero. A bit flip or other damage to a record that was written whole does not look so
+/// (unless the record happens to hold a zero there).
+fn torn_gap(map: &Mapping, from: u64, to: u64) -> std::io::Result<bool> {
+    let mut b = (from / PAGE + 1) * PAGE;
+    while b <= to {
+        if map.read(b - 1, 1)?.first() == Some(&0) {
+            return Ok(true);
+        }
+        b += PAGE;
+    }
+    Ok(false)
 }
 
 /// True if the 4 KiB after `pos` are all zero (the normal end of a preallocated tail).

@@ -593,6 +593,28 @@ impl Stream {
         }
     }
 
+    /// A failed read of segment `number`: corruption if a record there failed its checks
+    /// (every record below a segment's valid end was valid when written), else I/O.
+    fn read_error(&self, number: u64, e: std::io::Error) -> Error {
+        let corrupt = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<segment::CorruptRecord>())
+            .map(|c| (c.offset, c.to_string()));
+        match corrupt {
+            Some((offset, detail)) => {
+                let base = self
+                    .sealed_by_number(number)
+                    .map_or(self.tail.base, |s| s.base);
+                Error::Corruption {
+                    path: self.segment_path(number, base),
+                    offset,
+                    detail,
+                }
+            }
+            None => Error::io("read a segment", e),
+        }
+    }
+
     pub(crate) fn segment_path(&self, number: u64, base: StreamId) -> PathBuf {
         self.dir.join(segment::file_name(number, base))
     }
@@ -630,14 +652,16 @@ impl Stream {
             && !self.state.is_trimmed(segment, rec.offset)
     }
 
-    /// Where scanning segment `v` may start for IDs ≥ `lo`: its index point, but never
-    /// before the trim position; `None` if the whole segment is trimmed.
+    /// Where scanning segment `v` may start for IDs ≥ `lo`: its index point, but not before
+    /// the record boundary nearest the trim position (the trim offset itself may fall
+    /// inside a record; trimmed records are filtered by `is_live`); `None` if the whole
+    /// segment is trimmed.
     fn start_in(&self, v: &View<'_>, lo: StreamId) -> Option<u64> {
         let t = self.state.trim_pos;
         let seek = v.index.seek(lo);
         match v.number.cmp(&t.segment) {
             std::cmp::Ordering::Less => None,
-            std::cmp::Ordering::Equal => Some(seek.max(t.offset)),
+            std::cmp::Ordering::Equal => Some(seek.max(v.index.boundary_at_or_before(t.offset))),
             std::cmp::Ordering::Greater => Some(seek),
         }
     }
@@ -670,8 +694,9 @@ impl Stream {
                 for rec in v
                     .records(start)
                     .counting(self.ctx.durability.corrupt_counter())
+                    .strict()
                 {
-                    let rec = rec.map_err(|e| Error::io("read a segment", e))?;
+                    let rec = rec.map_err(|e| self.read_error(v.number, e))?;
                     let Some(id) = rec.entry_id() else { continue };
                     if id < lo {
                         continue;
@@ -723,9 +748,10 @@ impl Stream {
                     let end = points.get(j + 1).map_or(v.index.written, |n| n.offset);
                     let mut chunk = Vec::new();
                     let records = segment::Records::new(v.map, p.offset, end)
-                        .counting(self.ctx.durability.corrupt_counter());
+                        .counting(self.ctx.durability.corrupt_counter())
+                        .strict();
                     for rec in records {
-                        let rec = rec.map_err(|e| Error::io("read a segment", e))?;
+                        let rec = rec.map_err(|e| self.read_error(v.number, e))?;
                         let Some(id) = rec.entry_id() else { continue };
                         if id < lo || id > hi || !self.is_live(v.number, &rec) {
                             continue;
@@ -874,8 +900,12 @@ impl Stream {
         let counted = self.with_view(i, |v| {
             let mut live = 0;
             let mut max = None;
-            for rec in v.records(0).counting(self.ctx.durability.corrupt_counter()) {
-                let rec = rec.map_err(|e| Error::io("read a segment", e))?;
+            let records = v
+                .records(0)
+                .counting(self.ctx.durability.corrupt_counter())
+                .strict();
+            for rec in records {
+                let rec = rec.map_err(|e| self.read_error(v.number, e))?;
                 let Some(id) = rec.entry_id() else { continue };
                 max = Some(max.map_or(id, |m: StreamId| m.max(id)));
                 if self.is_live(v.number, &rec) {
