@@ -138,6 +138,10 @@
 //! in-place flag per stream. Each stream keeps one file descriptor (its tail) and one map
 //! of the segment size open, plus up to 16 recently read sealed segments (each a file
 //! descriptor, a map and its index; the least recently used is closed beyond that).
+//! Resynchronising after a damaged record looks for the next position holding a complete
+//! record with a valid CRC; a field value that itself contains such a record could be
+//! mistaken for one, but only right after damage. A stream that cannot be opened at all
+//! (e.g. EIO reading its tail) makes [`Engine::open`] fail rather than start without it.
 
 #![deny(unsafe_code)]
 

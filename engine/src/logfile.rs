@@ -216,4 +216,24 @@ mod tests {
         assert!(!dir.path().join("ckpt.tmp").exists());
         assert_eq!(read_file(&vfs, &dir.path().join("nope")).unwrap(), None);
     }
+
+    #[test]
+    fn stream_helpers_for_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, _) = crate::Engine::open(dir.path(), crate::Options::default()).unwrap();
+        let (s, _) = e.create_stream(0, b"g").unwrap();
+        let (mut log, payloads, _) = s.open_log("groups.log").unwrap();
+        assert!(payloads.is_empty());
+        let lsn = log.append(b"ack 1-1").unwrap();
+        assert!(lsn > crate::Lsn(0));
+        s.rewrite_file("groups.ckpt", b"state").unwrap();
+        assert_eq!(s.read_file("groups.ckpt").unwrap(), Some(b"state".to_vec()));
+        drop(log);
+        e.rename_stream(0, b"g", b"h").unwrap();
+        let s = e.stream(0, b"h").unwrap();
+        // The files moved with the stream.
+        assert_eq!(s.read_file("groups.ckpt").unwrap(), Some(b"state".to_vec()));
+        let (_, payloads, _) = s.open_log("groups.log").unwrap();
+        assert_eq!(payloads, vec![b"ack 1-1".to_vec()]);
+    }
 }

@@ -217,6 +217,40 @@ impl Stream {
         &self.ctx.durability
     }
 
+    /// Opens (creating) the journal `name` in the stream's directory and returns it with
+    /// the payloads of its valid records, in order (see [`crate::logfile::LogFile`]).
+    /// Names must not be `key` or `meta` nor end in `.seg`, `.idx` or `.tmp` (the engine's
+    /// own files; `*.tmp` are deleted at open).
+    #[allow(dead_code)] // used by group.rs (consumer-group journal)
+    pub(crate) fn open_log(
+        &self,
+        name: &str,
+    ) -> Result<(
+        crate::logfile::LogFile,
+        Vec<Vec<u8>>,
+        crate::logfile::LogRecovery,
+    )> {
+        crate::logfile::LogFile::open(&self.ctx.vfs, &self.ctx.durability, &self.dir, name)
+    }
+
+    /// Atomically replaces the small file `name` in the stream's directory (temp file,
+    /// fsync, rename, directory fsync), e.g. a consumer-group checkpoint. A failure poisons
+    /// the engine, like any failed fsync.
+    #[allow(dead_code)] // used by group.rs (consumer-group checkpoint)
+    pub(crate) fn rewrite_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.ctx.durability.check()?;
+        rewrite_atomic(&self.ctx.vfs, &self.dir, name, bytes, true)
+            .map_err(|e| self.ctx.durability.write_failed("rewrite a stream file", e))?;
+        self.ctx.durability.count_fsync();
+        Ok(())
+    }
+
+    /// Reads the small file `name` of the stream's directory, `None` if it does not exist.
+    #[allow(dead_code)] // used by group.rs (consumer-group checkpoint)
+    pub(crate) fn read_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        crate::logfile::read_file(&self.ctx.vfs, &self.dir.join(name))
+    }
+
     pub fn len(&self) -> u64 {
         self.state.length
     }
