@@ -107,6 +107,15 @@ fn replay(
                         pos = next;
                         continue;
                     }
+                } else if let Some(len) = whole_damaged_record(map, pos, end)? {
+                    // The last record, written whole and damaged since: keep its bytes
+                    // (reads report it) and append after it.
+                    r.corruptions.push(format!(
+                        "{}: invalid record ({invalid:?}) at offset {pos}, the last one, written whole (not a torn write); kept and reported",
+                        path.display()
+                    ));
+                    pos += len;
+                    continue;
                 }
                 let (bytes, records) = count_torn(map, pos, window_end)?;
                 r.torn_bytes = bytes;
@@ -164,6 +173,55 @@ fn torn_gap(map: &Mapping, from: u64, to: u64) -> std::io::Result<bool> {
         b += PAGE;
     }
     Ok(false)
+}
+
+/// The length of the record at `pos` if it was evidently written whole and damaged
+/// afterwards: its header (or the header with one bit flipped back) gives a length within
+/// `end`, and it shows no torn shape (zeros at its end or before a page boundary in it).
+fn whole_damaged_record(map: &Mapping, pos: u64, end: u64) -> std::io::Result<Option<u64>> {
+    if pos.saturating_add(HEADER_LEN as u64) > end {
+        return Ok(None);
+    }
+    let head = map.read(pos, HEADER_LEN)?.into_owned();
+    let len = match record::parse_header(&head) {
+        Ok(h) => h.record_len(),
+        Err(_) => {
+            // A damaged header: one bit away from a header whose record verifies?
+            let mut found = None;
+            'flip: for i in 0..HEADER_LEN {
+                for bit in 0..8 {
+                    let mut h = head.clone();
+                    if let Some(b) = h.get_mut(i) {
+                        *b ^= 1 << bit;
+                    }
+                    let Ok(parsed) = record::parse_header(&h) else {
+                        continue;
+                    };
+                    let total = parsed.record_len();
+                    if pos.saturating_add(total) > end {
+                        continue;
+                    }
+                    let body = map.read(pos + HEADER_LEN as u64, parsed.body_len as usize)?;
+                    if record::verify(&h, &parsed, &body).is_ok() {
+                        found = Some(total);
+                        break 'flip;
+                    }
+                }
+            }
+            match found {
+                Some(total) => return Ok(Some(total)),
+                None => return Ok(None),
+            }
+        }
+    };
+    let stop = pos.saturating_add(len);
+    if stop > end || len == 0 {
+        return Ok(None);
+    }
+    if map.read(stop - 1, 1)?.first() == Some(&0) || torn_gap(map, pos, stop)? {
+        return Ok(None);
+    }
+    Ok(Some(len))
 }
 
 /// True if the 4 KiB after `pos` are all zero (the normal end of a preallocated tail).
