@@ -123,6 +123,59 @@ pub struct Stream {
     pub(crate) key_file_unsynced: Option<Arc<dyn VFile>>,
 }
 
+/// A damaged record met while scanning for IDs in `[lo, hi]`. Entries in a segment are
+/// ordered, so if it was an entry its ID lies between the valid entries around it: it is
+/// reported (as the scan's error) only if that gap meets the range, so reads that cannot
+/// include it, like those of the entries after it, still succeed.
+struct Damage {
+    lo: StreamId,
+    hi: StreamId,
+    /// Last valid entry ID before the damage.
+    prev: Option<StreamId>,
+    pending: Option<Error>,
+}
+
+impl Damage {
+    fn new(lo: StreamId, hi: StreamId) -> Damage {
+        Damage {
+            lo,
+            hi,
+            prev: None,
+            pending: None,
+        }
+    }
+
+    /// A record failed: corruption waits for the next entry to place it; other errors out.
+    fn bad(&mut self, err: Error) -> Result<()> {
+        if !matches!(err, Error::Corruption { .. }) {
+            return Err(err);
+        }
+        if self.pending.is_none() && !self.prev.is_some_and(|p| p >= self.hi) {
+            self.pending = Some(err);
+        }
+        Ok(())
+    }
+
+    /// A valid entry: damage before it (and after `prev`) matters if `id` is above `lo`.
+    fn entry(&mut self, id: StreamId) -> Result<()> {
+        if let Some(err) = self.pending.take() {
+            if id > self.lo {
+                return Err(err);
+            }
+        }
+        self.prev = Some(id);
+        Ok(())
+    }
+
+    /// End of the records scanned: damage after the last entry may be in the range.
+    fn end(self) -> Result<()> {
+        match self.pending {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -725,13 +778,21 @@ impl Stream {
                 let Some(start) = self.start_in(&v, lo) else {
                     return Ok(false);
                 };
+                let mut damage = Damage::new(lo, hi);
                 for rec in v
                     .records(start)
                     .counting(self.ctx.durability.corrupt_counter())
                     .strict()
                 {
-                    let rec = rec.map_err(|e| self.read_error(v.number, e))?;
+                    let rec = match rec {
+                        Ok(rec) => rec,
+                        Err(e) => {
+                            damage.bad(self.read_error(v.number, e))?;
+                            continue;
+                        }
+                    };
                     let Some(id) = rec.entry_id() else { continue };
+                    damage.entry(id)?;
                     if id < lo {
                         continue;
                     }
@@ -745,6 +806,7 @@ impl Stream {
                         return Ok(true);
                     }
                 }
+                damage.end()?;
                 Ok(false)
             })?;
             if stop {
@@ -784,9 +846,17 @@ impl Stream {
                     let records = segment::Records::new(v.map, p.offset, end)
                         .counting(self.ctx.durability.corrupt_counter())
                         .strict();
+                    let mut damage = Damage::new(lo, hi);
                     for rec in records {
-                        let rec = rec.map_err(|e| self.read_error(v.number, e))?;
+                        let rec = match rec {
+                            Ok(rec) => rec,
+                            Err(e) => {
+                                damage.bad(self.read_error(v.number, e))?;
+                                continue;
+                            }
+                        };
                         let Some(id) = rec.entry_id() else { continue };
+                        damage.entry(id)?;
                         if id < lo || id > hi || !self.is_live(v.number, &rec) {
                             continue;
                         }
@@ -794,6 +864,7 @@ impl Stream {
                             chunk.push(e);
                         }
                     }
+                    damage.end()?;
                     for e in chunk.into_iter().rev() {
                         if !f(e) {
                             return Ok(true);
@@ -934,10 +1005,9 @@ impl Stream {
         let counted = self.with_view(i, |v| {
             let mut live = 0;
             let mut max = None;
-            let records = v
-                .records(0)
-                .counting(self.ctx.durability.corrupt_counter())
-                .strict();
+            // Counting only (approximate trims): damage is skipped here and reported by
+            // the reads that could return it.
+            let records = v.records(0).counting(self.ctx.durability.corrupt_counter());
             for rec in records {
                 let rec = rec.map_err(|e| self.read_error(v.number, e))?;
                 let Some(id) = rec.entry_id() else { continue };
