@@ -435,6 +435,13 @@ impl Stream {
             .ensure_allocated(offset + len)
             .map_err(|e| Error::io("allocate segment space", e))?;
         if let Err(e) = self.tail.data.file.write_all_at(rec, offset) {
+            // Best effort: zero what a short write may have left, so a record the caller
+            // was told failed cannot be found whole by recovery.
+            let _ = self
+                .tail
+                .data
+                .file
+                .write_all_at(&vec![0u8; rec.len()], offset);
             return Err(self.ctx.durability.write_failed("append to a segment", e));
         }
         self.tail.data.index.written += len;
