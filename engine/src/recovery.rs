@@ -294,6 +294,14 @@ fn clean_tail(
     })
 }
 
+/// What a new stream's directory holds: first segment, meta file, state and key file.
+type NewFiles = (
+    SegmentData,
+    MetaFile,
+    StreamState,
+    std::sync::Arc<dyn crate::io::VFile>,
+);
+
 impl Stream {
     /// Creates a new, empty stream in `dir` (key file, first segment, meta). Nothing is
     /// fsync'd here: the returned Lsn becomes durable with the next group commit, which
@@ -336,15 +344,7 @@ impl Stream {
         dir: &Path,
         db: u32,
         key: &[u8],
-    ) -> std::result::Result<
-        (
-            SegmentData,
-            MetaFile,
-            StreamState,
-            std::sync::Arc<dyn crate::io::VFile>,
-        ),
-        (&'static str, std::io::Error),
-    > {
+    ) -> std::result::Result<NewFiles, (&'static str, std::io::Error)> {
         let vfs = &ctx.vfs;
         let d = &ctx.durability;
         vfs.create_dir_all(dir)

@@ -150,7 +150,7 @@ impl Damage {
         if !matches!(err, Error::Corruption { .. }) {
             return Err(err);
         }
-        if self.pending.is_none() && !self.prev.is_some_and(|p| p >= self.hi) {
+        if self.pending.is_none() && self.prev.is_none_or(|p| p < self.hi) {
             self.pending = Some(err);
         }
         Ok(())
