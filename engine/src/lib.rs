@@ -105,17 +105,18 @@
 //! is a torn tail (it and everything after it are cut off and counted in
 //! `bytes_truncated` / `records_truncated`) only if it has the shape a power cut leaves:
 //! bytes not written back read as zeros up to a page boundary. Damage without that shape
-//! (valid records follow with no such zeros, or the last record is whole but fails its
-//! CRC) is reported as corruption instead. Reads verify the CRC of every record they pass
+//! (a record of up to 2 KiB one flipped bit away from valid, the bit not in such zeros;
+//! valid records following with no such zeros; a last record whole but failing its CRC)
+//! is reported as corruption instead. Reads verify the CRC of every record they pass
 //! and never serve a failing one: it is counted in
 //! [`EngineStats::corrupt_records_skipped`] and, when the damaged record could be an entry
 //! of the requested range (it lies between the valid entries around it), the read returns
 //! [`Error::Corruption`]; reads of other entries, including those after it, succeed.
 //! Damage in sealed segments, or in a tail that was not replayed because the shutdown was
 //! clean, is found that way. The meta file's fsync'd offset is refreshed when it has
-//! advanced by 64 KiB (and exactly at every seal, `sync_all` and `close`), so a flipped
-//! bit in the last < 64 KiB of group-committed data that happens to leave a zero byte just
-//! before a page boundary (control records hold many zeros) can still pass for a torn
+//! advanced by 64 KiB (and exactly at every seal, `sync_all` and `close`), so damage in
+//! the last < 64 KiB of group-committed data that has a torn shape (several bits in a
+//! record over 2 KiB next to zeros before a page boundary) can still pass for a torn
 //! tail: the price of not fsyncing the meta file in every group commit.
 //!
 //! How this is checked: `tests/power_loss.rs` (with its simulated file system

@@ -98,7 +98,18 @@ fn replay(
                 // write back reads as zeros up to a page boundary, so a damaged region that
                 // a valid record follows with no such zeros was written whole, and is
                 // corruption, never a reason to drop what follows.
-                if let Some(next) = resync(map, pos + 1, end)? {
+                let next = resync(map, pos + 1, end)?;
+                if let Some(len) = one_bit_from_valid(map, pos, next.unwrap_or(end))? {
+                    // One flipped bit away from a valid record, and not where a tear's
+                    // zeros are: written whole, damaged since.
+                    r.corruptions.push(format!(
+                        "{}: record at offset {pos} damaged by a flipped bit ({invalid:?}); kept and reported, replay continues after it",
+                        path.display()
+                    ));
+                    pos += len;
+                    continue;
+                }
+                if let Some(next) = next {
                     if !torn_gap(map, pos, next)? {
                         r.corruptions.push(format!(
                             "{}: invalid record ({invalid:?}) at offset {pos}, followed by valid records and not a torn write; skipped to the next valid record at {next}",
@@ -173,6 +184,69 @@ fn torn_gap(map: &Mapping, from: u64, to: u64) -> std::io::Result<bool> {
         b += PAGE;
     }
     Ok(false)
+}
+
+/// Records up to this size are checked exactly for a single flipped bit at recovery.
+const FLIP_CHECK_MAX: u64 = 2 << 10;
+
+/// The length of the record at `pos` (ending by `end`, at most [`FLIP_CHECK_MAX`] bytes)
+/// if flipping one bit makes it verify, and that bit is not inside a run of zeros reaching
+/// a page boundary: there a tear (unwritten bytes read as zeros) can look the same.
+fn one_bit_from_valid(map: &Mapping, pos: u64, end: u64) -> std::io::Result<Option<u64>> {
+    if pos.saturating_add(HEADER_LEN as u64) > end {
+        return Ok(None);
+    }
+    let head = map.read(pos, HEADER_LEN)?.into_owned();
+    // Candidate lengths: the header's own, or one that a flip in the length field gives.
+    let mut lens = Vec::new();
+    if let Ok(h) = record::parse_header(&head) {
+        lens.push(h.record_len());
+    }
+    for i in 8..12 {
+        for bit in 0..8 {
+            let mut h = head.clone();
+            if let Some(b) = h.get_mut(i) {
+                *b ^= 1 << bit;
+            }
+            if let Ok(parsed) = record::parse_header(&h) {
+                lens.push(parsed.record_len());
+            }
+        }
+    }
+    for len in lens {
+        if len > FLIP_CHECK_MAX || pos.saturating_add(len) > end {
+            continue;
+        }
+        let mut bytes = map.read(pos, len as usize)?.into_owned();
+        for i in 0..bytes.len() {
+            if i == record::STATE_OFFSET as usize {
+                continue;
+            }
+            for bit in 0..8 {
+                if let Some(b) = bytes.get_mut(i) {
+                    *b ^= 1 << bit;
+                }
+                let ok = record::decode(&bytes).is_ok();
+                if let Some(b) = bytes.get_mut(i) {
+                    *b ^= 1 << bit;
+                }
+                if ok {
+                    let at = pos + i as u64;
+                    if in_zero_run_to_page_end(map, at, end)? {
+                        return Ok(None);
+                    }
+                    return Ok(Some(len));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// True if the bytes from `at` up to the next page boundary (or `end`) are all zero.
+fn in_zero_run_to_page_end(map: &Mapping, at: u64, end: u64) -> std::io::Result<bool> {
+    let stop = ((at / PAGE + 1) * PAGE).min(end.max(at + 1));
+    Ok(map.read(at, (stop - at) as usize)?.iter().all(|&b| b == 0))
 }
 
 /// The length of the record at `pos` if it was evidently written whole and damaged
