@@ -28,7 +28,7 @@ use crate::{
     io::{VFile, Vfs},
     logfile::rewrite_atomic,
     meta::{MetaFile, MetaValue},
-    record::{self, Control, LogPos, StreamState, STATE_DELETED, STATE_OFFSET},
+    record::{self, Control, EntryRef, LogPos, StreamState, STATE_DELETED, STATE_OFFSET},
     segment::{self, RawRecord, SegmentData, View},
     Direction, Entry, Error, IdSpec, Lsn, Result, StreamId, StreamMeta, TrimSpec, TrimStrategy,
 };
@@ -690,12 +690,14 @@ impl Stream {
 
     /// Visits live entries with `lo ≤ id ≤ hi` in descending ID order until `f` returns
     /// false. Each segment is walked one index chunk (≈ [`crate::index::SPACING`] bytes) at
-    /// a time, newest chunk first.
+    /// a time, newest chunk first: the chunk's matching records are collected (borrowed from
+    /// the map, not decoded) and handed to `f` newest first, so only what `f` takes is
+    /// decoded.
     fn scan_backward(
         &self,
         lo: StreamId,
         hi: StreamId,
-        mut f: impl FnMut(Entry) -> bool,
+        mut f: impl FnMut(&RawRecord<'_>, StreamId) -> Result<bool>,
     ) -> Result<()> {
         if lo > hi {
             return Ok(());
@@ -709,12 +711,13 @@ impl Stream {
                 let Some(mut j) = v.index.point_at_or_before(hi) else {
                     return Ok(false);
                 };
+                let mut chunk = Vec::new();
                 loop {
                     let Some(p) = points.get(j) else {
                         return Ok(false);
                     };
                     let end = points.get(j + 1).map_or(v.index.written, |n| n.offset);
-                    let mut chunk = Vec::new();
+                    chunk.clear();
                     let records = segment::Records::new(v.map, p.offset, end)
                         .counting(self.ctx.durability.corrupt_counter());
                     for rec in records {
@@ -723,12 +726,10 @@ impl Stream {
                         if id < lo || id > hi || !self.is_live(v.number, &rec) {
                             continue;
                         }
-                        if let Some(e) = record::decode_entry(rec.body()) {
-                            chunk.push(e);
-                        }
+                        chunk.push((rec, id));
                     }
-                    for e in chunk.into_iter().rev() {
-                        if !f(e) {
+                    for (rec, id) in chunk.iter().rev() {
+                        if !f(rec, *id)? {
                             return Ok(true);
                         }
                     }
@@ -755,25 +756,39 @@ impl Stream {
         dir: Direction,
     ) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
+        self.range_with(start, end, count, dir, |e| out.push(e.to_entry()))?;
+        Ok(out)
+    }
+
+    /// [`Stream::range`] without copies: hands each entry to `f`, borrowed from the segment,
+    /// and returns how many it handed.
+    pub fn range_with(
+        &self,
+        start: Bound<StreamId>,
+        end: Bound<StreamId>,
+        count: usize,
+        dir: Direction,
+        mut f: impl FnMut(&EntryRef<'_>),
+    ) -> Result<usize> {
+        let mut n = 0usize;
         let Some((lo, hi)) = inclusive(start, end) else {
-            return Ok(out);
+            return Ok(n);
         };
         if count == 0 || self.state.length == 0 {
-            return Ok(out);
+            return Ok(n);
         }
+        let mut visit = |rec: &RawRecord<'_>| {
+            if let Some(e) = record::entry_ref(rec.body()) {
+                f(&e);
+                n += 1;
+            }
+            Ok(n < count)
+        };
         match dir {
-            Direction::Forward => self.scan_forward(lo, hi, |_, rec, _| {
-                if let Some(e) = record::decode_entry(rec.body()) {
-                    out.push(e);
-                }
-                Ok(out.len() < count)
-            })?,
-            Direction::Backward => self.scan_backward(lo, hi, |e| {
-                out.push(e);
-                out.len() < count
-            })?,
+            Direction::Forward => self.scan_forward(lo, hi, |_, rec, _| visit(rec))?,
+            Direction::Backward => self.scan_backward(lo, hi, |rec, _| visit(rec))?,
         }
-        Ok(out)
+        Ok(n)
     }
 
     /// The live entry with exactly this ID.
