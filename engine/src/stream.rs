@@ -111,9 +111,22 @@ pub struct Stream {
     use_tick: AtomicU64,
     /// Cached ID of the first live entry (`None` = unknown).
     pub(crate) first_cache: Mutex<Option<StreamId>>,
+    /// Where the last forward scan stopped, so the next one for later IDs (XREADGROUP `>`
+    /// reading on from the previous batch) starts there instead of at an index point.
+    seek_hint: Mutex<Option<SeekHint>>,
     scratch: Vec<u8>,
     /// Consumer groups: state plus journal/checkpoint in `dir` (loaded by `recover_groups`).
     pub(crate) groups: crate::group::store::GroupStore,
+}
+
+/// A position in a segment after a live entry: every live entry before `offset` in segment
+/// `segment` has an ID ≤ `id` (live IDs grow in log order: XSETID cannot go below the last
+/// live entry), so a scan for IDs > `id` may start at `offset`.
+#[derive(Clone, Copy, Debug)]
+struct SeekHint {
+    segment: u64,
+    offset: u64,
+    id: StreamId,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -160,6 +173,7 @@ impl Stream {
             tail_index_saved: None,
             use_tick: AtomicU64::new(0),
             first_cache: Mutex::new(None),
+            seek_hint: Mutex::new(None),
             scratch: Vec::new(),
         }
     }
@@ -652,14 +666,36 @@ impl Stream {
         if lo > hi {
             return Ok(());
         }
+        let hint = *lock(&self.seek_hint);
+        let mut last = None;
+        let result = self.scan_forward_from(lo, hi, hint, &mut last, &mut f);
+        if last.is_some() {
+            *lock(&self.seek_hint) = last;
+        }
+        result
+    }
+
+    fn scan_forward_from(
+        &self,
+        lo: StreamId,
+        hi: StreamId,
+        hint: Option<SeekHint>,
+        last: &mut Option<SeekHint>,
+        f: &mut impl FnMut(u64, &RawRecord<'_>, StreamId) -> Result<bool>,
+    ) -> Result<()> {
         for i in 0..self.segment_count() {
             if self.upper(i) < lo || self.base(i) > hi || self.segment_trimmed(i) {
                 continue;
             }
             let stop = self.with_view(i, |v| {
-                let Some(start) = self.start_in(&v, lo) else {
+                let Some(mut start) = self.start_in(&v, lo) else {
                     return Ok(false);
                 };
+                if let Some(h) = hint {
+                    if h.segment == v.number && h.id < lo && h.offset <= v.index.written {
+                        start = start.max(h.offset);
+                    }
+                }
                 for rec in v
                     .records(start)
                     .counting(self.ctx.durability.corrupt_counter())
@@ -675,8 +711,15 @@ impl Stream {
                         // and a live one proves no later segment does either.
                         return Ok(live);
                     }
-                    if live && !f(v.number, &rec, id)? {
-                        return Ok(true);
+                    if live {
+                        *last = Some(SeekHint {
+                            segment: v.number,
+                            offset: rec.offset + rec.len(),
+                            id,
+                        });
+                        if !f(v.number, &rec, id)? {
+                            return Ok(true);
+                        }
                     }
                 }
                 Ok(false)
