@@ -445,15 +445,17 @@ pub fn has_new_entries(
     if stream.last_id() <= info.last_delivered_id {
         return Ok(false);
     }
-    let mut last = None;
-    stream.range_with(
-        Bound::Unbounded,
+    // A forward look for one live entry after the group's position: the engine's seek hint
+    // (left there by the group's last read) makes it start at that entry, where a backward
+    // look for the last entry re-verifies the whole last index chunk.
+    let found = stream.range_with(
+        Bound::Excluded(info.last_delivered_id),
         Bound::Unbounded,
         1,
-        Direction::Backward,
-        |e| last = Some(e.id),
+        Direction::Forward,
+        |_| {},
     )?;
-    Ok(last.is_some_and(|id| id > info.last_delivered_id))
+    Ok(found > 0)
 }
 
 /// XREADGROUP's entries as one reply: encoded directly when every entry still exists (the
