@@ -17,7 +17,7 @@ use bytes::Bytes;
 use crate::{
     durability::{Durability, SyncThread},
     io::{OsVfs, Vfs},
-    meta::{read_key_file, KEY_FILE},
+    meta::{key_file_incomplete, read_key_file, KEY_FILE},
     stream::{Ctx, Stream},
     Db, EngineStats, Error, FsyncPolicy, Lsn, Options, RecoveryReport, Result,
 };
@@ -245,12 +245,32 @@ impl Engine {
                     Some((_, key)) => Some(key),
                     None => name.to_str().and_then(unescape_key),
                 };
+                let key_path = stream_dir.join(KEY_FILE);
+                let key_ok = read_key_file(&vfs, &key_path).is_some();
+                let key_incomplete = !key_ok && key_file_incomplete(&vfs, &key_path);
                 let opened = Stream::open(&ctx, stream_dir.clone(), &mut report)?;
+                let opened = match opened {
+                    Some(stream) if key_incomplete && stream.never_synced() => {
+                        // The key file never reached the disk and nothing of the stream
+                        // was fsync'd on its own since: its creation never completed, so
+                        // nothing in it was acknowledged.
+                        report
+                            .incomplete_streams_removed
+                            .push(stream_dir.display().to_string());
+                        drop(stream);
+                        None
+                    }
+                    other => other,
+                };
                 match (opened, key) {
-                    (Some(stream), Some(key)) => {
-                        if read_key_file(&vfs, &stream_dir.join(KEY_FILE)).is_none() {
+                    (Some(mut stream), Some(key)) => {
+                        if key_incomplete {
+                            // Never written back whole (not damage): rewrite it from the
+                            // directory name before anything else acts on the stream.
+                            stream.rewrite_key_file(n, &key)?;
+                        } else if !key_ok {
                             report.corruptions.push(format!(
-                                "{}: key file missing or damaged; key recovered from the directory name",
+                                "{}: key file damaged; key recovered from the directory name",
                                 stream_dir.display()
                             ));
                         }

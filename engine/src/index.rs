@@ -78,6 +78,15 @@ impl SegmentIndex {
         }
     }
 
+    /// The record boundary (an index point, or 0) nearest at or before `offset`: where a
+    /// scan may start to reach the records from `offset` on.
+    pub fn boundary_at_or_before(&self, offset: u64) -> u64 {
+        let n = self.points.partition_point(|p| p.offset <= offset);
+        n.checked_sub(1)
+            .and_then(|i| self.points.get(i))
+            .map_or(0, |p| p.offset)
+    }
+
     pub fn memory_bytes(&self) -> usize {
         self.points.capacity() * std::mem::size_of::<IndexPoint>()
     }

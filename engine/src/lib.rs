@@ -102,19 +102,29 @@
 //! **Recovery** replays the tail record by record. Below the offset the meta file records
 //! as fsync'd, an invalid record is corruption: it is reported in
 //! [`RecoveryReport::corruptions`], skipped by resynchronising on the next valid record, and
-//! never overwritten (entries after it stay readable). Above that offset, the first
-//! invalid record is a torn tail: it and everything after it are cut off and counted in
-//! `bytes_truncated` / `records_truncated`. Reads verify the CRC of every record they pass
-//! and skip (never serve) a failing one, counting it in
-//! [`EngineStats::corrupt_records_skipped`]: damage in sealed segments, or in a tail that
-//! was not replayed because the shutdown was clean, is found that way. The meta file's
-//! fsync'd offset is refreshed when it has advanced by 64 KiB (and exactly at every seal,
-//! `sync_all` and `close`), so after a crash a flipped bit in the last < 64 KiB of
-//! acknowledged data counts as a torn tail: the price of not fsyncing the meta file in
-//! every group commit.
+//! never overwritten (entries after it stay readable). Above that offset an invalid record
+//! is a torn tail (it and everything after it are cut off and counted in
+//! `bytes_truncated` / `records_truncated`) only if it has the shape a power cut leaves:
+//! bytes not written back read as zeros up to a page boundary. Damage without that shape
+//! (a record of up to 2 KiB one flipped bit away from valid, the bit not in such zeros;
+//! valid records following with no such zeros; a last record whole but failing its CRC)
+//! is reported as corruption instead. Reads verify the CRC of every record they pass
+//! and never serve a failing one: it is counted in
+//! [`EngineStats::corrupt_records_skipped`] and, when the damaged record could be an entry
+//! of the requested range (it lies between the valid entries around it), the read returns
+//! [`Error::Corruption`]; reads of other entries, including those after it, succeed.
+//! Damage in sealed segments, or in a tail that was not replayed because the shutdown was
+//! clean, is found that way. The meta file's fsync'd offset is refreshed when it has
+//! advanced by 64 KiB (and exactly at every seal, `sync_all` and `close`), so damage in
+//! the last < 64 KiB of group-committed data that has a torn shape (several bits in a
+//! record over 2 KiB next to zeros before a page boundary) can still pass for a torn
+//! tail: the price of not fsyncing the meta file in every group commit.
 //!
-//! How this is checked: `tests/powerloss.rs` builds crash images holding only what was
-//! fsync'd (file contents by inode, directory entries) and requires every acknowledged
+//! How this is checked: `tests/power_loss.rs` (with its simulated file system
+//! `tests/power_loss/simfs.rs`, shared by `powerloss.rs` and `group_power_loss.rs`) builds
+//! seeded crash images and injects fsync EIO, ENOSPC, short writes and bit flips;
+//! `tests/powerloss.rs` opens crash images holding only what was fsync'd (file contents,
+//! directory entries) and requires every acknowledged
 //! write under `always`, and a state each stream went through since the last sync round
 //! under `everysec`/`no`; `tests/recovery.rs` truncates, zeroes, flips bits and appends
 //! garbage to tails and sealed segments; `tests/model.rs` compares random operation
@@ -286,6 +296,9 @@ pub struct RecoveryReport {
     pub corruptions: Vec<String>,
     /// Group states clamped because the stream's tail was lost (policy everysec/no).
     pub group_clamps: Vec<String>,
+    /// Stream directories whose creation never became durable (key file never written
+    /// back, nothing fsync'd since), removed: never acknowledged, so nothing was lost.
+    pub incomplete_streams_removed: Vec<String>,
     pub elapsed: Duration,
 }
 

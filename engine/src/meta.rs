@@ -176,6 +176,23 @@ pub fn read_key_file(vfs: &Arc<dyn Vfs>, path: &Path) -> Option<(u32, Vec<u8>)> 
     r.is_empty().then_some((db, key))
 }
 
+/// True if the `key` file at `path` never reached the disk whole: missing, shorter than
+/// its fixed part, or ending in zeros where its CRC goes (a torn or never written-back
+/// page). A complete file that fails its CRC is damage, not an incomplete creation.
+pub fn key_file_incomplete(vfs: &Arc<dyn Vfs>, path: &Path) -> bool {
+    let Ok(file) = vfs.open(path, false) else {
+        return true;
+    };
+    let Ok(len) = file.len() else {
+        return false;
+    };
+    if len < 20 {
+        return true;
+    }
+    let mut crc = [0u8; 4];
+    matches!(file.read_at(&mut crc, len - 4), Ok(4)) && crc == [0u8; 4]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

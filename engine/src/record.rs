@@ -27,7 +27,8 @@ pub enum Kind {
     /// First record of every segment: snapshot of the stream state.
     Header = 1,
     Entry = 2,
-    /// XDEL of one entry (with its location) plus the resulting state.
+    /// XDEL of one or more entries (with their locations) plus the resulting state: one
+    /// record per command, so a multi-ID XDEL is all-or-nothing on recovery.
     Delete = 3,
     /// XTRIM: the resulting state (new trim point and length).
     Trim = 4,
@@ -289,6 +290,14 @@ impl StreamState {
     }
 }
 
+/// One entry removed by a delete record: its ID and where its record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeleteTarget {
+    pub id: StreamId,
+    pub segment: u64,
+    pub offset: u64,
+}
+
 /// A decoded non-entry record body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Control {
@@ -297,11 +306,10 @@ pub enum Control {
         segment: u64,
         base: StreamId,
     },
+    /// Every entry one XDEL deleted (at least one), in a single record.
     Delete {
         state: StreamState,
-        target: StreamId,
-        segment: u64,
-        offset: u64,
+        targets: Vec<DeleteTarget>,
     },
     Trim(StreamState),
     SetId(StreamState),
@@ -333,15 +341,12 @@ impl Control {
                 put_u64(out, *segment);
                 put_id(out, *base);
             }
-            Control::Delete {
-                target,
-                segment,
-                offset,
-                ..
-            } => {
-                put_id(out, *target);
-                put_u64(out, *segment);
-                put_u64(out, *offset);
+            Control::Delete { targets, .. } => {
+                for t in targets {
+                    put_id(out, t.id);
+                    put_u64(out, t.segment);
+                    put_u64(out, t.offset);
+                }
             }
             Control::Trim(_) | Control::SetId(_) => {}
         }
@@ -363,12 +368,21 @@ impl Control {
                 segment: r.u64()?,
                 base: r.id()?,
             },
-            Kind::Delete => Control::Delete {
-                state,
-                target: r.id()?,
-                segment: r.u64()?,
-                offset: r.u64()?,
-            },
+            Kind::Delete => {
+                // A single-target record is the format older records used too.
+                let mut targets = Vec::new();
+                while !r.is_empty() {
+                    targets.push(DeleteTarget {
+                        id: r.id()?,
+                        segment: r.u64()?,
+                        offset: r.u64()?,
+                    });
+                }
+                if targets.is_empty() {
+                    return None;
+                }
+                Control::Delete { state, targets }
+            }
             Kind::Trim => Control::Trim(state),
             Kind::SetId => Control::SetId(state),
             Kind::Entry | Kind::Blob => return None,
@@ -558,9 +572,26 @@ mod tests {
             },
             Control::Delete {
                 state,
-                target: StreamId::new(4, 4),
-                segment: 2,
-                offset: 99,
+                targets: vec![DeleteTarget {
+                    id: StreamId::new(4, 4),
+                    segment: 2,
+                    offset: 99,
+                }],
+            },
+            Control::Delete {
+                state,
+                targets: vec![
+                    DeleteTarget {
+                        id: StreamId::new(4, 4),
+                        segment: 2,
+                        offset: 99,
+                    },
+                    DeleteTarget {
+                        id: StreamId::new(5, 0),
+                        segment: 3,
+                        offset: 16,
+                    },
+                ],
             },
             Control::Trim(state),
             Control::SetId(state),

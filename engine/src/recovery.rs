@@ -93,6 +93,41 @@ fn replay(
                 if invalid == Invalid::Zero && zero_page(map, pos, window_end)? {
                     break;
                 }
+                // Past the recorded durable offset (it lags behind group commits), a torn
+                // write and damage to fsync'd data differ in shape: what a power cut did not
+                // write back reads as zeros up to a page boundary, so a damaged region that
+                // a valid record follows with no such zeros was written whole, and is
+                // corruption, never a reason to drop what follows.
+                let next = resync(map, pos + 1, end)?;
+                if let Some(len) = one_bit_from_valid(map, pos, next.unwrap_or(end))? {
+                    // One flipped bit away from a valid record, and not where a tear's
+                    // zeros are: written whole, damaged since.
+                    r.corruptions.push(format!(
+                        "{}: record at offset {pos} damaged by a flipped bit ({invalid:?}); kept and reported, replay continues after it",
+                        path.display()
+                    ));
+                    pos += len;
+                    continue;
+                }
+                if let Some(next) = next {
+                    if !torn_gap(map, pos, next)? {
+                        r.corruptions.push(format!(
+                            "{}: invalid record ({invalid:?}) at offset {pos}, followed by valid records and not a torn write; skipped to the next valid record at {next}",
+                            path.display()
+                        ));
+                        pos = next;
+                        continue;
+                    }
+                } else if let Some(len) = whole_damaged_record(map, pos, end)? {
+                    // The last record, written whole and damaged since: keep its bytes
+                    // (reads report it) and append after it.
+                    r.corruptions.push(format!(
+                        "{}: invalid record ({invalid:?}) at offset {pos}, the last one, written whole (not a torn write); kept and reported",
+                        path.display()
+                    ));
+                    pos += len;
+                    continue;
+                }
                 let (bytes, records) = count_torn(map, pos, window_end)?;
                 r.torn_bytes = bytes;
                 r.torn_records = records;
@@ -123,19 +158,144 @@ fn apply(r: &mut Replay, rec: &segment::RawRecord<'_>, number: u64) {
                 r.state = state;
             }
             Some(Control::Header { .. }) => {}
-            Some(Control::Delete {
-                state,
-                segment,
-                offset,
-                ..
-            }) => {
+            Some(Control::Delete { state, targets }) => {
                 r.state = state;
-                r.redo.push((segment, offset));
+                r.redo.extend(targets.iter().map(|t| (t.segment, t.offset)));
             }
             Some(Control::Trim(state)) | Some(Control::SetId(state)) => r.state = state,
             None => {}
         },
     }
+}
+
+/// Page size of the torn-write model: a power cut leaves each page written, unwritten, or
+/// written only up to some point, so unwritten bytes always run up to a page boundary.
+const PAGE: u64 = 4096;
+
+/// True if `[from, to)` looks torn: the byte before some page boundary in `(from, to]` is
+/// zero. A bit flip or other damage to a record that was written whole does not look so
+/// (unless the record happens to hold a zero there).
+fn torn_gap(map: &Mapping, from: u64, to: u64) -> std::io::Result<bool> {
+    let mut b = (from / PAGE + 1) * PAGE;
+    while b <= to {
+        if map.read(b - 1, 1)?.first() == Some(&0) {
+            return Ok(true);
+        }
+        b += PAGE;
+    }
+    Ok(false)
+}
+
+/// Records up to this size are checked exactly for a single flipped bit at recovery.
+const FLIP_CHECK_MAX: u64 = 2 << 10;
+
+/// The length of the record at `pos` (ending by `end`, at most [`FLIP_CHECK_MAX`] bytes)
+/// if flipping one bit makes it verify, and that bit is not inside a run of zeros reaching
+/// a page boundary: there a tear (unwritten bytes read as zeros) can look the same.
+fn one_bit_from_valid(map: &Mapping, pos: u64, end: u64) -> std::io::Result<Option<u64>> {
+    if pos.saturating_add(HEADER_LEN as u64) > end {
+        return Ok(None);
+    }
+    let head = map.read(pos, HEADER_LEN)?.into_owned();
+    // Candidate lengths: the header's own, or one that a flip in the length field gives.
+    let mut lens = Vec::new();
+    if let Ok(h) = record::parse_header(&head) {
+        lens.push(h.record_len());
+    }
+    for i in 8..12 {
+        for bit in 0..8 {
+            let mut h = head.clone();
+            if let Some(b) = h.get_mut(i) {
+                *b ^= 1 << bit;
+            }
+            if let Ok(parsed) = record::parse_header(&h) {
+                lens.push(parsed.record_len());
+            }
+        }
+    }
+    for len in lens {
+        if len > FLIP_CHECK_MAX || pos.saturating_add(len) > end {
+            continue;
+        }
+        let mut bytes = map.read(pos, len as usize)?.into_owned();
+        for i in 0..bytes.len() {
+            if i == record::STATE_OFFSET as usize {
+                continue;
+            }
+            for bit in 0..8 {
+                if let Some(b) = bytes.get_mut(i) {
+                    *b ^= 1 << bit;
+                }
+                let ok = record::decode(&bytes).is_ok();
+                if let Some(b) = bytes.get_mut(i) {
+                    *b ^= 1 << bit;
+                }
+                if ok {
+                    let at = pos + i as u64;
+                    if in_zero_run_to_page_end(map, at, end)? {
+                        return Ok(None);
+                    }
+                    return Ok(Some(len));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// True if the bytes from `at` up to the next page boundary (or `end`) are all zero.
+fn in_zero_run_to_page_end(map: &Mapping, at: u64, end: u64) -> std::io::Result<bool> {
+    let stop = ((at / PAGE + 1) * PAGE).min(end.max(at + 1));
+    Ok(map.read(at, (stop - at) as usize)?.iter().all(|&b| b == 0))
+}
+
+/// The length of the record at `pos` if it was evidently written whole and damaged
+/// afterwards: its header (or the header with one bit flipped back) gives a length within
+/// `end`, and it shows no torn shape (zeros at its end or before a page boundary in it).
+fn whole_damaged_record(map: &Mapping, pos: u64, end: u64) -> std::io::Result<Option<u64>> {
+    if pos.saturating_add(HEADER_LEN as u64) > end {
+        return Ok(None);
+    }
+    let head = map.read(pos, HEADER_LEN)?.into_owned();
+    let len = match record::parse_header(&head) {
+        Ok(h) => h.record_len(),
+        Err(_) => {
+            // A damaged header: one bit away from a header whose record verifies?
+            let mut found = None;
+            'flip: for i in 0..HEADER_LEN {
+                for bit in 0..8 {
+                    let mut h = head.clone();
+                    if let Some(b) = h.get_mut(i) {
+                        *b ^= 1 << bit;
+                    }
+                    let Ok(parsed) = record::parse_header(&h) else {
+                        continue;
+                    };
+                    let total = parsed.record_len();
+                    if pos.saturating_add(total) > end {
+                        continue;
+                    }
+                    let body = map.read(pos + HEADER_LEN as u64, parsed.body_len as usize)?;
+                    if record::verify(&h, &parsed, &body).is_ok() {
+                        found = Some(total);
+                        break 'flip;
+                    }
+                }
+            }
+            match found {
+                Some(total) => return Ok(Some(total)),
+                None => return Ok(None),
+            }
+        }
+    };
+    let stop = pos.saturating_add(len);
+    if stop > end || len == 0 {
+        return Ok(None);
+    }
+    if map.read(stop - 1, 1)?.first() == Some(&0) || torn_gap(map, pos, stop)? {
+        return Ok(None);
+    }
+    Ok(Some(len))
 }
 
 /// True if the 4 KiB after `pos` are all zero (the normal end of a preallocated tail).
@@ -208,17 +368,63 @@ fn clean_tail(
     })
 }
 
+/// What a new stream's directory holds: first segment, meta file, state and key file.
+type NewFiles = (
+    SegmentData,
+    MetaFile,
+    StreamState,
+    std::sync::Arc<dyn crate::io::VFile>,
+);
+
 impl Stream {
     /// Creates a new, empty stream in `dir` (key file, first segment, meta). Nothing is
     /// fsync'd here: the returned Lsn becomes durable with the next group commit, which
-    /// fsyncs the files and both directories.
+    /// fsyncs the files and both directories. A failed write poisons the engine and removes
+    /// the half-made directory (best effort; recovery removes what is left), so no later
+    /// creation of the same key picks a second directory next to it.
     pub(crate) fn create(ctx: &Ctx, dir: PathBuf, db: u32, key: &[u8]) -> Result<(Stream, Lsn)> {
+        let d = &ctx.durability;
+        let made = match Stream::create_files(ctx, &dir, db, key) {
+            Ok(made) => made,
+            Err((context, e)) => {
+                let err = d.write_failed(context, e);
+                if crate::engine::remove_tree(&ctx.vfs, &dir).is_ok() {
+                    if let Some(parent) = dir.parent() {
+                        d.dir_changed(parent);
+                    }
+                }
+                return Err(err);
+            }
+        };
+        let (data, meta, state, key_file) = made;
+        d.dir_changed(&dir);
+        let lsn = match dir.parent() {
+            Some(parent) => d.dir_changed(parent),
+            None => d.next_lsn(),
+        };
+        let tail = Tail {
+            number: 0,
+            base: StreamId::MIN,
+            data,
+        };
+        let mut stream = Stream::assemble(dir, ctx.clone(), state, Vec::new(), tail, meta);
+        stream.key_file_unsynced = Some(key_file);
+        Ok((stream, lsn))
+    }
+
+    /// The files of a new stream; on failure, what failed and the I/O error.
+    fn create_files(
+        ctx: &Ctx,
+        dir: &Path,
+        db: u32,
+        key: &[u8],
+    ) -> std::result::Result<NewFiles, (&'static str, std::io::Error)> {
         let vfs = &ctx.vfs;
         let d = &ctx.durability;
-        vfs.create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        vfs.create_dir_all(dir)
+            .map_err(|e| ("create a stream directory", e))?;
         let key_file = crate::meta::write_key_file(vfs, &dir.join(KEY_FILE), db, key)
-            .map_err(|e| Error::io("write a key file", e))?;
+            .map_err(|e| ("write a key file", e))?;
         d.wrote(&key_file, key.len() as u64);
         let state = StreamState::default();
         let mut header = Vec::new();
@@ -235,14 +441,13 @@ impl Stream {
             ctx.segment_size.max(header.len() as u64 * 2),
             &header,
         )
-        .map_err(|e| Error::io("create a segment", e))?;
+        .map_err(|e| ("create a segment", e))?;
         d.wrote(&data.file, header.len() as u64);
-        let (mut meta, _) =
-            MetaFile::open(vfs, &dir).map_err(|e| Error::io("create a meta file", e))?;
+        let (mut meta, _) = MetaFile::open(vfs, dir).map_err(|e| ("create a meta file", e))?;
         let (meta_file, n) = meta
             .write(
                 vfs,
-                &dir,
+                dir,
                 MetaValue {
                     tail: 0,
                     durable: 0,
@@ -250,20 +455,9 @@ impl Stream {
                     state,
                 },
             )
-            .map_err(|e| Error::io("write a meta file", e))?;
+            .map_err(|e| ("write a meta file", e))?;
         d.wrote(&meta_file, n);
-        d.dir_changed(&dir);
-        let lsn = match dir.parent() {
-            Some(parent) => d.dir_changed(parent),
-            None => d.next_lsn(),
-        };
-        let tail = Tail {
-            number: 0,
-            base: StreamId::MIN,
-            data,
-        };
-        let stream = Stream::assemble(dir, ctx.clone(), state, Vec::new(), tail, meta);
-        Ok((stream, lsn))
+        Ok((data, meta, state, key_file))
     }
 
     /// Opens an existing stream directory, replaying its tail segment. Returns `None` if
@@ -400,6 +594,8 @@ impl Stream {
             .collect();
         let tail = Tail { number, base, data };
         let mut stream = Stream::assemble(dir, ctx.clone(), rep.state, sealed, tail, meta);
+        stream.never_synced_at_open =
+            number == 0 && found.is_none_or(|m| m.tail == 0 && m.durable == 0);
         // A tail that merely holds writes not yet fsync'd at the crash needs nothing: the
         // meta file's offset stays a valid lower bound and the next group commit fsyncs the
         // tail with whatever is appended. After repairs, the repaired tail becomes the

@@ -199,6 +199,9 @@ pub struct Records<'a> {
     pub stop_at_zero: bool,
     /// Engine-wide count of skipped invalid regions, if the reader reports them.
     pub counter: Option<&'a std::sync::atomic::AtomicU64>,
+    /// Yield an `InvalidData` error (after counting it) for an invalid record instead of
+    /// skipping it silently: readers of data known valid when written report corruption.
+    pub fail_invalid: bool,
 }
 
 impl<'a> Records<'a> {
@@ -210,12 +213,21 @@ impl<'a> Records<'a> {
             skipped: 0,
             stop_at_zero: false,
             counter: None,
+            fail_invalid: false,
         }
     }
 
     /// Reports every skipped invalid region to `counter`.
     pub fn counting(mut self, counter: &'a std::sync::atomic::AtomicU64) -> Self {
         self.counter = Some(counter);
+        self
+    }
+
+    /// Every record in the range was valid when written, so an invalid one is corruption:
+    /// yield it as an `InvalidData` error (the iterator then resumes on the next valid
+    /// record, so entries after the damage stay reachable).
+    pub fn strict(mut self) -> Self {
+        self.fail_invalid = true;
         self
     }
 }
@@ -237,18 +249,25 @@ impl<'a> Iterator for Records<'a> {
                     self.end = self.pos;
                     return None;
                 }
-                Ok(Err(_)) => {
+                Ok(Err(invalid)) => {
                     self.skipped += 1;
                     if let Some(c) = self.counter {
                         c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
+                    let at = self.pos;
                     match resync(self.map, self.pos + 1, self.end) {
                         Ok(Some(p)) => self.pos = p,
-                        Ok(None) => {
-                            self.pos = self.end;
-                            return None;
-                        }
+                        Ok(None) => self.pos = self.end,
                         Err(e) => return Some(Err(e)),
+                    }
+                    if self.fail_invalid {
+                        return Some(Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            CorruptRecord {
+                                offset: at,
+                                invalid,
+                            },
+                        )));
                     }
                 }
                 Err(e) => return Some(Err(e)),
@@ -256,6 +275,25 @@ impl<'a> Iterator for Records<'a> {
         }
     }
 }
+
+/// The error a strict [`Records`] yields for an invalid record inside valid data.
+#[derive(Debug)]
+pub struct CorruptRecord {
+    pub offset: u64,
+    pub invalid: Invalid,
+}
+
+impl std::fmt::Display for CorruptRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invalid record ({:?}) at offset {}",
+            self.invalid, self.offset
+        )
+    }
+}
+
+impl std::error::Error for CorruptRecord {}
 
 /// Opens a sealed segment for reading: maps it and loads (or rebuilds) its index.
 pub fn open_sealed(

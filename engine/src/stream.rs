@@ -28,7 +28,9 @@ use crate::{
     io::{VFile, Vfs},
     logfile::rewrite_atomic,
     meta::{MetaFile, MetaValue},
-    record::{self, Control, EntryRef, LogPos, StreamState, STATE_DELETED, STATE_OFFSET},
+    record::{
+        self, Control, DeleteTarget, EntryRef, LogPos, StreamState, STATE_DELETED, STATE_OFFSET,
+    },
     segment::{self, RawRecord, SegmentData, View},
     Direction, Entry, Error, IdSpec, Lsn, Result, StreamId, StreamMeta, TrimSpec, TrimStrategy,
 };
@@ -117,6 +119,66 @@ pub struct Stream {
     scratch: Vec<u8>,
     /// Consumer groups: state plus journal/checkpoint in `dir` (loaded by `recover_groups`).
     pub(crate) groups: crate::group::store::GroupStore,
+    /// Found at open with only its first segment and a meta file never advanced past
+    /// creation: nothing of it was fsync'd apart from a group commit.
+    pub(crate) never_synced_at_open: bool,
+    /// The key file, until it is known to be fsync'd: a roll or `sync` fsyncs the stream
+    /// directory and other files directly, so it fsyncs this first (recovery must never see
+    /// a stream that was made durable without its key).
+    pub(crate) key_file_unsynced: Option<Arc<dyn VFile>>,
+}
+
+/// A damaged record met while scanning for IDs in `[lo, hi]`. Entries in a segment are
+/// ordered, so if it was an entry its ID lies between the valid entries around it: it is
+/// reported (as the scan's error) only if that gap meets the range, so reads that cannot
+/// include it, like those of the entries after it, still succeed.
+struct Damage {
+    lo: StreamId,
+    hi: StreamId,
+    /// Last valid entry ID before the damage.
+    prev: Option<StreamId>,
+    pending: Option<Error>,
+}
+
+impl Damage {
+    fn new(lo: StreamId, hi: StreamId) -> Damage {
+        Damage {
+            lo,
+            hi,
+            prev: None,
+            pending: None,
+        }
+    }
+
+    /// A record failed: corruption waits for the next entry to place it; other errors out.
+    fn bad(&mut self, err: Error) -> Result<()> {
+        if !matches!(err, Error::Corruption { .. }) {
+            return Err(err);
+        }
+        if self.pending.is_none() && self.prev.is_none_or(|p| p < self.hi) {
+            self.pending = Some(err);
+        }
+        Ok(())
+    }
+
+    /// A valid entry: damage before it (and after `prev`) matters if `id` is above `lo`.
+    fn entry(&mut self, id: StreamId) -> Result<()> {
+        if let Some(err) = self.pending.take() {
+            if id > self.lo {
+                return Err(err);
+            }
+        }
+        self.prev = Some(id);
+        Ok(())
+    }
+
+    /// End of the records scanned: damage after the last entry may be in the range.
+    fn end(self) -> Result<()> {
+        match self.pending {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A position in a segment after a live entry: every live entry before `offset` in segment
@@ -175,7 +237,37 @@ impl Stream {
             first_cache: Mutex::new(None),
             seek_hint: Mutex::new(None),
             scratch: Vec::new(),
+            never_synced_at_open: false,
+            key_file_unsynced: None,
         }
+    }
+
+    /// Fsyncs the key file if it may not be durable yet.
+    fn sync_key_file(&mut self) -> Result<()> {
+        if let Some(file) = self.key_file_unsynced.take() {
+            if let Err(e) = file.sync_data() {
+                return Err(self.ctx.durability.write_failed("fsync a key file", e));
+            }
+            self.ctx.durability.count_fsync();
+        }
+        Ok(())
+    }
+
+    /// Rewrites a key file that recovery found incomplete, and fsyncs it.
+    pub(crate) fn rewrite_key_file(&mut self, db: u32, key: &[u8]) -> Result<()> {
+        let path = self.dir.join(crate::meta::KEY_FILE);
+        let file = match crate::meta::write_key_file(&self.ctx.vfs, &path, db, key) {
+            Ok(f) => f,
+            Err(e) => return Err(self.ctx.durability.write_failed("rewrite a key file", e)),
+        };
+        self.ctx.durability.wrote(&file, key.len() as u64);
+        self.key_file_unsynced = Some(file);
+        self.sync_key_file()
+    }
+
+    /// See [`Stream::never_synced_at_open`].
+    pub(crate) fn never_synced(&self) -> bool {
+        self.never_synced_at_open
     }
 
     /// The stream's directory (for the consumer-group journal and checkpoint files).
@@ -359,6 +451,13 @@ impl Stream {
             .ensure_allocated(offset + len)
             .map_err(|e| Error::io("allocate segment space", e))?;
         if let Err(e) = self.tail.data.file.write_all_at(rec, offset) {
+            // Best effort: zero what a short write may have left, so a record the caller
+            // was told failed cannot be found whole by recovery.
+            let _ = self
+                .tail
+                .data
+                .file
+                .write_all_at(&vec![0u8; rec.len()], offset);
             return Err(self.ctx.durability.write_failed("append to a segment", e));
         }
         self.tail.data.index.written += len;
@@ -382,17 +481,7 @@ impl Stream {
     pub(crate) fn settle(&mut self) -> Result<()> {
         let synced = self.ctx.durability.synced_lsn();
         if self.pending_min_lsn.is_some_and(|l| l <= synced) {
-            let due: Vec<_> = self
-                .pending_deletes
-                .iter()
-                .filter(|(_, p)| p.lsn <= synced)
-                .map(|(at, p)| (*at, *p))
-                .collect();
-            for (at, p) in due {
-                self.write_flag(p.segment, p.offset)?;
-                self.pending_deletes.remove(&at);
-            }
-            self.pending_min_lsn = self.pending_deletes.values().map(|p| p.lsn).min();
+            self.write_pending_flags(Some(synced))?;
         }
         if let Some((lsn, tail, offset)) = self.meta_candidate {
             if lsn <= synced {
@@ -480,12 +569,29 @@ impl Stream {
             return Ok(());
         }
         self.sync_tail()?;
-        let all = std::mem::take(&mut self.pending_deletes);
-        self.pending_min_lsn = None;
-        for p in all.values() {
-            self.write_flag(p.segment, p.offset)?;
+        self.write_pending_flags(None)
+    }
+
+    /// Writes the flags of pending deletes whose Lsn is at most `upto` (all if `None`),
+    /// each leaving the pending set only once its flag is written: a failed write keeps the
+    /// rest pending, so reads never show a deleted entry again.
+    fn write_pending_flags(&mut self, upto: Option<Lsn>) -> Result<()> {
+        let due: Vec<_> = self
+            .pending_deletes
+            .iter()
+            .filter(|(_, p)| upto.is_none_or(|u| p.lsn <= u))
+            .map(|(at, p)| (*at, *p))
+            .collect();
+        let mut result = Ok(());
+        for (at, p) in due {
+            if let Err(e) = self.write_flag(p.segment, p.offset) {
+                result = Err(e);
+                break;
+            }
+            self.pending_deletes.remove(&at);
         }
-        Ok(())
+        self.pending_min_lsn = self.pending_deletes.values().map(|p| p.lsn).min();
+        result
     }
 
     fn sync_tail(&self) -> Result<()> {
@@ -502,12 +608,9 @@ impl Stream {
     /// directory → meta points at the new tail.
     fn roll(&mut self, base: StreamId, need: u64) -> Result<()> {
         self.ctx.durability.check()?;
+        self.sync_key_file()?;
         self.sync_tail()?;
-        let all = std::mem::take(&mut self.pending_deletes);
-        self.pending_min_lsn = None;
-        for p in all.values() {
-            self.write_flag(p.segment, p.offset)?;
-        }
+        self.write_pending_flags(None)?;
         for number in std::mem::take(&mut self.flag_dirty) {
             if let Some(file) = self.segment_file(number)? {
                 if let Err(e) = file.sync_data() {
@@ -519,7 +622,7 @@ impl Stream {
         let index_bytes = self.tail.data.index.encode(self.tail.number);
         let index_name = segment::index_file_name(self.tail.number);
         if let Err(e) = rewrite_atomic(&self.ctx.vfs, &self.dir, &index_name, &index_bytes, false) {
-            return Err(Error::io("write a segment index", e));
+            return Err(self.ctx.durability.write_failed("write a segment index", e));
         }
         let number = self.tail.number.saturating_add(1);
         let mut header = Vec::new();
@@ -600,6 +703,28 @@ impl Stream {
         }
     }
 
+    /// A failed read of segment `number`: corruption if a record there failed its checks
+    /// (every record below a segment's valid end was valid when written), else I/O.
+    fn read_error(&self, number: u64, e: std::io::Error) -> Error {
+        let corrupt = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<segment::CorruptRecord>())
+            .map(|c| (c.offset, c.to_string()));
+        match corrupt {
+            Some((offset, detail)) => {
+                let base = self
+                    .sealed_by_number(number)
+                    .map_or(self.tail.base, |s| s.base);
+                Error::Corruption {
+                    path: self.segment_path(number, base),
+                    offset,
+                    detail,
+                }
+            }
+            None => Error::io("read a segment", e),
+        }
+    }
+
     pub(crate) fn segment_path(&self, number: u64, base: StreamId) -> PathBuf {
         self.dir.join(segment::file_name(number, base))
     }
@@ -637,14 +762,16 @@ impl Stream {
             && !self.state.is_trimmed(segment, rec.offset)
     }
 
-    /// Where scanning segment `v` may start for IDs ≥ `lo`: its index point, but never
-    /// before the trim position; `None` if the whole segment is trimmed.
+    /// Where scanning segment `v` may start for IDs ≥ `lo`: its index point, but not before
+    /// the record boundary nearest the trim position (the trim offset itself may fall
+    /// inside a record; trimmed records are filtered by `is_live`); `None` if the whole
+    /// segment is trimmed.
     fn start_in(&self, v: &View<'_>, lo: StreamId) -> Option<u64> {
         let t = self.state.trim_pos;
         let seek = v.index.seek(lo);
         match v.number.cmp(&t.segment) {
             std::cmp::Ordering::Less => None,
-            std::cmp::Ordering::Equal => Some(seek.max(t.offset)),
+            std::cmp::Ordering::Equal => Some(seek.max(v.index.boundary_at_or_before(t.offset))),
             std::cmp::Ordering::Greater => Some(seek),
         }
     }
@@ -696,12 +823,21 @@ impl Stream {
                         start = start.max(h.offset);
                     }
                 }
+                let mut damage = Damage::new(lo, hi);
                 for rec in v
                     .records(start)
                     .counting(self.ctx.durability.corrupt_counter())
+                    .strict()
                 {
-                    let rec = rec.map_err(|e| Error::io("read a segment", e))?;
+                    let rec = match rec {
+                        Ok(rec) => rec,
+                        Err(e) => {
+                            damage.bad(self.read_error(v.number, e))?;
+                            continue;
+                        }
+                    };
                     let Some(id) = rec.entry_id() else { continue };
+                    damage.entry(id)?;
                     if id < lo {
                         continue;
                     }
@@ -722,6 +858,7 @@ impl Stream {
                         }
                     }
                 }
+                damage.end()?;
                 Ok(false)
             })?;
             if stop {
@@ -762,15 +899,25 @@ impl Stream {
                     let end = points.get(j + 1).map_or(v.index.written, |n| n.offset);
                     chunk.clear();
                     let records = segment::Records::new(v.map, p.offset, end)
-                        .counting(self.ctx.durability.corrupt_counter());
+                        .counting(self.ctx.durability.corrupt_counter())
+                        .strict();
+                    let mut damage = Damage::new(lo, hi);
                     for rec in records {
-                        let rec = rec.map_err(|e| Error::io("read a segment", e))?;
+                        let rec = match rec {
+                            Ok(rec) => rec,
+                            Err(e) => {
+                                damage.bad(self.read_error(v.number, e))?;
+                                continue;
+                            }
+                        };
                         let Some(id) = rec.entry_id() else { continue };
+                        damage.entry(id)?;
                         if id < lo || id > hi || !self.is_live(v.number, &rec) {
                             continue;
                         }
                         chunk.push((rec, id));
                     }
+                    damage.end()?;
                     for (rec, id) in chunk.iter().rev() {
                         if !f(rec, *id)? {
                             return Ok(true);
@@ -856,53 +1003,65 @@ impl Stream {
         Ok(found)
     }
 
-    /// XDEL: returns how many of `ids` existed and were deleted.
+    /// XDEL: returns how many of `ids` existed and were deleted. All of them are deleted by
+    /// one record, so recovery sees either none or all; memory changes only once it is
+    /// written.
     pub fn delete(&mut self, ids: &[StreamId]) -> Result<(u64, Lsn)> {
         self.ctx.durability.check()?;
         self.settle()?;
-        let mut deleted = 0;
-        let mut lsn = None;
+        let mut seen = BTreeSet::new();
+        let mut targets = Vec::new();
         for &id in ids {
-            let Some((segment, offset)) = self.locate(id)? else {
+            if !seen.insert(id) {
                 continue;
-            };
-            let mut state = self.state;
-            state.length = state.length.saturating_sub(1);
-            state.max_deleted = state.max_deleted.max(id);
-            let l = self.append_control(&Control::Delete {
-                state,
-                target: id,
-                segment,
-                offset,
-            })?;
-            self.state = state;
-            if let Some(sealed) = self.sealed_by_number(segment) {
+            }
+            if let Some((segment, offset)) = self.locate(id)? {
+                targets.push(DeleteTarget {
+                    id,
+                    segment,
+                    offset,
+                });
+            }
+        }
+        if targets.is_empty() {
+            return Ok((0, self.ctx.durability.next_lsn()));
+        }
+        let mut state = self.state;
+        state.length = state.length.saturating_sub(targets.len() as u64);
+        for t in &targets {
+            state.max_deleted = state.max_deleted.max(t.id);
+        }
+        let control = Control::Delete { state, targets };
+        let lsn = self.append_control(&control)?;
+        let Control::Delete { targets, .. } = control else {
+            return Ok((0, lsn));
+        };
+        self.state = state;
+        let mut cache = lock(&self.first_cache);
+        if cache.is_some_and(|first| targets.iter().any(|t| t.id == first)) {
+            *cache = None;
+        }
+        drop(cache);
+        for t in &targets {
+            if let Some(sealed) = self.sealed_by_number(t.segment) {
                 if let Some((live, _)) = lock(&sealed.counts).as_mut() {
                     *live = live.saturating_sub(1);
                 }
             }
-            self.pending_min_lsn = Some(self.pending_min_lsn.map_or(l, |m| m.min(l)));
             self.pending_deletes.insert(
-                (segment, offset),
+                (t.segment, t.offset),
                 PendingDelete {
-                    lsn: l,
-                    segment,
-                    offset,
+                    lsn,
+                    segment: t.segment,
+                    offset: t.offset,
                 },
             );
-            let mut cache = lock(&self.first_cache);
-            if *cache == Some(id) {
-                *cache = None;
-            }
-            drop(cache);
-            deleted += 1;
-            lsn = Some(l);
         }
+        self.pending_min_lsn = Some(self.pending_min_lsn.map_or(lsn, |m| m.min(lsn)));
         if self.pending_deletes.len() > PENDING_LIMIT {
             self.force_pending()?;
         }
-        let lsn = lsn.unwrap_or_else(|| self.ctx.durability.next_lsn());
-        Ok((deleted, lsn))
+        Ok((targets.len() as u64, lsn))
     }
 
     /// Live entries of segment `i` and the greatest entry ID it holds (live or not).
@@ -913,8 +1072,11 @@ impl Stream {
         let counted = self.with_view(i, |v| {
             let mut live = 0;
             let mut max = None;
-            for rec in v.records(0).counting(self.ctx.durability.corrupt_counter()) {
-                let rec = rec.map_err(|e| Error::io("read a segment", e))?;
+            // Counting only (approximate trims): damage is skipped here and reported by
+            // the reads that could return it.
+            let records = v.records(0).counting(self.ctx.durability.corrupt_counter());
+            for rec in records {
+                let rec = rec.map_err(|e| self.read_error(v.number, e))?;
                 let Some(id) = rec.entry_id() else { continue };
                 max = Some(max.map_or(id, |m: StreamId| m.max(id)));
                 if self.is_live(v.number, &rec) {
@@ -1112,12 +1274,9 @@ impl Stream {
     /// Makes everything of this stream durable now and records the exact durable offset.
     pub(crate) fn sync(&mut self) -> Result<()> {
         self.ctx.durability.check()?;
+        self.sync_key_file()?;
         self.sync_tail()?;
-        let all = std::mem::take(&mut self.pending_deletes);
-        self.pending_min_lsn = None;
-        for p in all.values() {
-            self.write_flag(p.segment, p.offset)?;
-        }
+        self.write_pending_flags(None)?;
         for number in std::mem::take(&mut self.flag_dirty) {
             if let Some(file) = self.segment_file(number)? {
                 if let Err(e) = file.sync_data() {
@@ -1132,8 +1291,9 @@ impl Stream {
             // Lets a clean reopen skip replaying the tail (see `Stream::open`).
             let bytes = self.tail.data.index.encode(self.tail.number);
             let name = segment::index_file_name(self.tail.number);
-            rewrite_atomic(&self.ctx.vfs, &self.dir, &name, &bytes, false)
-                .map_err(|e| Error::io("write the tail index", e))?;
+            if let Err(e) = rewrite_atomic(&self.ctx.vfs, &self.dir, &name, &bytes, false) {
+                return Err(self.ctx.durability.write_failed("write the tail index", e));
+            }
             self.ctx.durability.count_fsync();
             self.tail_index_saved = Some(saved);
         }

@@ -1,137 +1,49 @@
-//! Power-loss test of the `always` contract. A shadowing file system records, at every
-//! fsync, the file's contents, and at every directory fsync, the directory's entries (by
-//! inode, so renames are followed). A crash image holds only that: what a power loss
-//! would leave if nothing else had reached the disk. Random operations run, each waited
-//! for like a server acknowledging it; at random points a crash image is opened and must
-//! hold exactly every acknowledged write. Seeded; the seed is printed on failure.
+//! Power-loss tests of the `always` and `everysec`/`no` contracts on the shared simulated
+//! file system ([`simfs::SimFs`], also used by `power_loss.rs` and `group_power_loss.rs`).
+//! Random operations (across two databases, with RENAME, expiry and XSETID, which the
+//! `power_loss` workload does not issue) run, each waited for like a server acknowledging
+//! it; at random points a crash image is opened. Under `always` the image holds only what
+//! was fsync'd (files and directory entries) and must hold exactly every acknowledged
+//! write; under `everysec`/`no` any dirty page may or may not have reached the disk and
+//! every stream must be in a state it went through since the last sync round. Seeded; the
+//! seed is printed on failure.
 
 #![allow(clippy::unwrap_used)] // a test file: a failed unwrap is a failed test
 
+#[path = "power_loss/simfs.rs"]
+#[allow(dead_code)] // fault injection and helpers used by the other power-loss tests
+mod simfs;
+
 use std::{
     collections::{BTreeMap, HashMap},
-    ffi::OsString,
-    fs::File,
     ops::Bound,
-    os::unix::fs::{FileExt, MetadataExt},
-    path::Path,
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
 
 use bytes::Bytes;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use simfs::{CrashMode, SimFs};
 use sluice_engine::{
-    io::{Mapping, OsVfs, VFile, Vfs},
     Direction, Engine, FsyncPolicy, IdSpec, Options, StreamId, TrimSpec, TrimStrategy,
 };
 
-#[derive(Default)]
-struct Shadow {
-    /// Inode → contents at its last fsync.
-    files: HashMap<u64, Vec<u8>>,
-    /// Directory inode → entries (name, inode, is_dir) at its last fsync.
-    dirs: HashMap<u64, Vec<(OsString, u64, bool)>>,
-}
+const ROOT: &str = "/data";
 
-struct ShadowVfs {
-    inner: OsVfs,
-    shadow: Arc<Mutex<Shadow>>,
-}
+/// What a power loss leaves if nothing but fsync'd data reached the disk.
+const SYNCED_ONLY: CrashMode = CrashMode {
+    writeback: 0.0,
+    torn: 0.0,
+    torn_sector: false,
+    dir_kept: 0.0,
+};
 
-struct ShadowFile {
-    inner: Arc<dyn VFile>,
-    own: File,
-    shadow: Arc<Mutex<Shadow>>,
-}
-
-impl Vfs for ShadowVfs {
-    fn open(&self, path: &Path, create: bool) -> std::io::Result<Arc<dyn VFile>> {
-        let inner = self.inner.open(path, create)?;
-        let own = File::open(path)?;
-        Ok(Arc::new(ShadowFile {
-            inner,
-            own,
-            shadow: self.shadow.clone(),
-        }))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir(&self, path: &Path) -> std::io::Result<()> {
-        self.inner.remove_dir(path)
-    }
-    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<OsString>> {
-        self.inner.list_dir(path)
-    }
-    fn is_dir(&self, path: &Path) -> bool {
-        self.inner.is_dir(path)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        self.inner.exists(path)
-    }
-    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
-        self.inner.sync_dir(path)?;
-        let ino = std::fs::metadata(path)?.ino();
-        let mut entries = Vec::new();
-        for e in std::fs::read_dir(path)? {
-            let e = e?;
-            let m = e.metadata()?;
-            entries.push((e.file_name(), m.ino(), m.is_dir()));
-        }
-        self.shadow.lock().unwrap().dirs.insert(ino, entries);
-        Ok(())
-    }
-}
-
-impl VFile for ShadowFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn allocate(&self, len: u64) -> std::io::Result<()> {
-        self.inner.allocate(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.inner.sync_data()?;
-        let meta = self.own.metadata()?;
-        let mut bytes = vec![0u8; meta.len() as usize];
-        self.own.read_exact_at(&mut bytes, 0)?;
-        self.shadow.lock().unwrap().files.insert(meta.ino(), bytes);
-        Ok(())
-    }
-    fn map(&self, len: u64) -> std::io::Result<Mapping> {
-        self.inner.map(len)
-    }
-}
-
-/// Writes what a power loss would leave of `root` into `target`.
-fn crash_image(shadow: &Shadow, root: &Path, target: &Path) {
-    let root_ino = std::fs::metadata(root).unwrap().ino();
-    let mut stack = vec![(root_ino, target.to_path_buf())];
-    while let Some((ino, at)) = stack.pop() {
-        for (name, child, is_dir) in shadow.dirs.get(&ino).into_iter().flatten() {
-            let p = at.join(name);
-            if *is_dir {
-                std::fs::create_dir_all(&p).unwrap();
-                stack.push((*child, p));
-            } else {
-                let bytes = shadow.files.get(child).cloned().unwrap_or_default();
-                std::fs::write(&p, bytes).unwrap();
-            }
-        }
+/// Any dirty page written back, torn, or not; un-fsync'd directory entries kept or lost.
+fn random_mode(rng: &mut StdRng) -> CrashMode {
+    CrashMode {
+        writeback: [0.0, 0.25, 0.5, 0.9, 1.0][rng.gen_range(0..5)],
+        torn: rng.gen_range(0.0..0.3),
+        torn_sector: rng.gen_bool(0.5),
+        dir_kept: [0.0, 0.5, 1.0][rng.gen_range(0..3)],
     }
 }
 
@@ -183,14 +95,9 @@ fn snapshot(e: &Engine) -> BTreeMap<(u32, Vec<u8>), ModelStream> {
 
 fn run(seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("data");
-    let shadow = Arc::new(Mutex::new(Shadow::default()));
-    let vfs = Arc::new(ShadowVfs {
-        inner: OsVfs,
-        shadow: shadow.clone(),
-    });
-    let (mut e, _) = Engine::open_with(vfs, &root, options()).unwrap();
+    let mut image_rng = StdRng::seed_from_u64(seed ^ 0x1A6E);
+    let fs = SimFs::new(seed);
+    let (mut e, _) = Engine::open_with(Arc::new(fs.clone()), ROOT, options()).unwrap();
     let d = e.durability();
     let mut model: BTreeMap<(u32, Vec<u8>), ModelStream> = BTreeMap::new();
     let keys: [&[u8]; 4] = [b"a", b"b", b"c/\x00d", b"e"];
@@ -282,12 +189,8 @@ fn run(seed: u64) {
             d.wait(l).unwrap(); // acknowledged
         }
         if step % 40 == 39 {
-            let image = tempfile::tempdir().unwrap();
-            {
-                let sh = shadow.lock().unwrap();
-                crash_image(&sh, &root, image.path());
-            }
-            let (crashed, report) = Engine::open(image.path(), options()).unwrap();
+            let image = fs.crash_image(&mut image_rng, SYNCED_ONLY);
+            let (crashed, report) = Engine::open_with(Arc::new(image), ROOT, options()).unwrap();
             assert!(
                 report.corruptions.is_empty(),
                 "seed {seed} step {step}: {report:?}"
@@ -333,18 +236,13 @@ fn acknowledged_writes_survive_power_loss_under_always() {
 /// sync round.
 fn run_prefix(seed: u64, policy: FsyncPolicy) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("data");
-    let shadow = Arc::new(Mutex::new(Shadow::default()));
-    let vfs = Arc::new(ShadowVfs {
-        inner: OsVfs,
-        shadow: shadow.clone(),
-    });
+    let mut image_rng = StdRng::seed_from_u64(seed ^ 0x9F1C);
+    let fs = SimFs::new(seed);
     let opts = Options {
         fsync: policy,
         ..options()
     };
-    let (mut e, _) = Engine::open_with(vfs, &root, opts.clone()).unwrap();
+    let (mut e, _) = Engine::open_with(Arc::new(fs.clone()), ROOT, opts.clone()).unwrap();
     let d = e.durability();
     let keys: [&[u8]; 3] = [b"a", b"b", b"c"];
     // Per key: every state it went through (None = absent), and the index of the state
@@ -431,15 +329,12 @@ fn run_prefix(seed: u64, policy: FsyncPolicy) {
         let (states, _) = history.get_mut(key).unwrap();
         states.push(m);
         if step % 50 == 49 {
-            let image = tempfile::tempdir().unwrap();
-            {
-                let sh = shadow.lock().unwrap();
-                crash_image(&sh, &root, image.path());
-            }
-            let (crashed, report) = Engine::open(image.path(), opts.clone()).unwrap();
+            let mode = random_mode(&mut image_rng);
+            let image = fs.crash_image(&mut image_rng, mode);
+            let (crashed, report) = Engine::open_with(Arc::new(image), ROOT, opts.clone()).unwrap();
             assert!(
                 report.corruptions.is_empty(),
-                "seed {seed} step {step}: {report:?}"
+                "seed {seed} step {step} {mode:?}: {report:?}"
             );
             let got = snapshot(&crashed);
             for (key, (states, synced)) in &history {
@@ -450,7 +345,7 @@ fn run_prefix(seed: u64, policy: FsyncPolicy) {
                 let found = states.iter().skip(*synced).any(|s| *s == g);
                 assert!(
                     found,
-                    "seed {seed} step {step} {policy:?}: stream {key:?} is in no state since the last sync:\n got {g:?}\n states {:?}",
+                    "seed {seed} step {step} {policy:?} {mode:?}: stream {key:?} is in no state since the last sync:\n got {g:?}\n states {:?}",
                     &states[*synced..]
                 );
             }
