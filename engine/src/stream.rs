@@ -113,9 +113,11 @@ pub struct Stream {
     use_tick: AtomicU64,
     /// Cached ID of the first live entry (`None` = unknown).
     pub(crate) first_cache: Mutex<Option<StreamId>>,
-    /// Where the last forward scan stopped, so the next one for later IDs (XREADGROUP `>`
-    /// reading on from the previous batch) starts there instead of at an index point.
-    seek_hint: Mutex<Option<SeekHint>>,
+    /// Where the last few forward scans stopped, so the next one for later IDs (XREADGROUP
+    /// `>` reading on from the previous batch) starts there instead of at an index point.
+    /// Several, because a look ahead for one new entry (has-new-entries) must not displace
+    /// the position the group's next read starts from.
+    seek_hints: Mutex<[Option<SeekHint>; SEEK_HINTS]>,
     scratch: Vec<u8>,
     /// Consumer groups: state plus journal/checkpoint in `dir` (loaded by `recover_groups`).
     pub(crate) groups: crate::group::store::GroupStore,
@@ -184,12 +186,15 @@ impl Damage {
 /// A position in a segment after a live entry: every live entry before `offset` in segment
 /// `segment` has an ID ≤ `id` (live IDs grow in log order: XSETID cannot go below the last
 /// live entry), so a scan for IDs > `id` may start at `offset`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct SeekHint {
     segment: u64,
     offset: u64,
     id: StreamId,
 }
+
+/// Seek hints kept per stream (most recent first).
+const SEEK_HINTS: usize = 4;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -235,7 +240,7 @@ impl Stream {
             tail_index_saved: None,
             use_tick: AtomicU64::new(0),
             first_cache: Mutex::new(None),
-            seek_hint: Mutex::new(None),
+            seek_hints: Mutex::new([None; SEEK_HINTS]),
             scratch: Vec::new(),
             never_synced_at_open: false,
             key_file_unsynced: None,
@@ -793,11 +798,15 @@ impl Stream {
         if lo > hi {
             return Ok(());
         }
-        let hint = *lock(&self.seek_hint);
+        let hints = *lock(&self.seek_hints);
         let mut last = None;
-        let result = self.scan_forward_from(lo, hi, hint, &mut last, &mut f);
-        if last.is_some() {
-            *lock(&self.seek_hint) = last;
+        let result = self.scan_forward_from(lo, hi, &hints, &mut last, &mut f);
+        if let Some(new) = last {
+            let mut hints = lock(&self.seek_hints);
+            if !hints.contains(&Some(new)) {
+                hints.rotate_right(1);
+                hints[0] = Some(new);
+            }
         }
         result
     }
@@ -806,7 +815,7 @@ impl Stream {
         &self,
         lo: StreamId,
         hi: StreamId,
-        hint: Option<SeekHint>,
+        hints: &[Option<SeekHint>],
         last: &mut Option<SeekHint>,
         f: &mut impl FnMut(u64, &RawRecord<'_>, StreamId) -> Result<bool>,
     ) -> Result<()> {
@@ -818,7 +827,7 @@ impl Stream {
                 let Some(mut start) = self.start_in(&v, lo) else {
                     return Ok(false);
                 };
-                if let Some(h) = hint {
+                for h in hints.iter().flatten() {
                     if h.segment == v.number && h.id < lo && h.offset <= v.index.written {
                         start = start.max(h.offset);
                     }
