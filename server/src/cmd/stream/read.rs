@@ -225,13 +225,22 @@ pub fn range(c: Range, ctx: &mut Ctx) -> Outcome {
     if limit <= CHUNK {
         // Fits in one chunk: encode straight from the segment maps.
         let hi = c.hi.min(stream.last_id());
-        let mut body = BytesMut::new();
+        let mut body = BytesMut::with_capacity(1024);
+        let mut first = true;
+        let visit = |e: &sluice_engine::EntryRef<'_>| {
+            super::encode_entry(&mut body, e);
+            if first {
+                // Room for the rest at the first entry's size, instead of growing by doubling.
+                first = false;
+                body.reserve((body.len() * (limit - 1)).min(1 << 20));
+            }
+        };
         let len = match stream.range_with(
             Bound::Included(c.lo),
             Bound::Included(hi),
             limit,
             dir,
-            |e| super::encode_entry(&mut body, e),
+            visit,
         ) {
             Ok(len) => len,
             Err(e) => return engine_error(&e).into(),
