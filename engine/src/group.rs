@@ -175,6 +175,11 @@ impl Stream {
             .group_info(group, &self.group_facts())
     }
 
+    /// Whether `group` has a consumer named `consumer` (false if the group does not exist).
+    pub fn has_consumer(&self, group: &[u8], consumer: &[u8]) -> bool {
+        self.group_store().set().has_consumer(group, consumer)
+    }
+
     /// XINFO CONSUMERS; errors with `NoGroup`.
     pub fn consumers(&self, group: &[u8]) -> Result<Vec<ConsumerInfo>> {
         self.group_store().set().consumers(group)

@@ -178,6 +178,7 @@ pub use group::{
     PendingSummary,
 };
 pub use id::StreamId;
+pub use record::EntryRef;
 pub use stream::Stream;
 
 use std::time::Duration;

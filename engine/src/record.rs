@@ -421,27 +421,78 @@ pub fn entry_id(body: &[u8]) -> Option<StreamId> {
     Reader::new(body).id()
 }
 
-/// Decodes an entry body.
+/// Decodes an entry body (tests; readers use [`entry_ref`]).
+#[cfg(test)]
 pub fn decode_entry(body: &[u8]) -> Option<crate::Entry> {
+    entry_ref(body).map(|e| e.to_entry())
+}
+
+/// Checks an entry body's framing and borrows it, without copying fields.
+pub fn entry_ref(body: &[u8]) -> Option<EntryRef<'_>> {
     let mut r = Reader::new(body);
     let id = r.id()?;
     let n = r.u32()? as usize;
-    // Each pair needs at least 8 bytes: bounds the allocation by the body size.
+    // Each pair needs at least 8 bytes.
     if n > body.len() / 8 {
         return None;
     }
-    let mut fields = Vec::with_capacity(n);
+    let pairs = r.buf;
     for _ in 0..n {
         let flen = r.u32()? as usize;
-        let f = r.take(flen)?;
+        r.take(flen)?;
         let vlen = r.u32()? as usize;
-        let v = r.take(vlen)?;
-        fields.push((
-            bytes::Bytes::copy_from_slice(f),
-            bytes::Bytes::copy_from_slice(v),
-        ));
+        r.take(vlen)?;
     }
-    r.is_empty().then_some(crate::Entry { id, fields })
+    r.is_empty().then_some(EntryRef { id, n, pairs })
+}
+
+/// A stream entry borrowed from a segment (see [`crate::Stream::range_with`]): its ID and its
+/// field/value pairs, read in place so a caller can encode them without building an
+/// [`crate::Entry`].
+#[derive(Clone, Copy, Debug)]
+pub struct EntryRef<'a> {
+    pub id: StreamId,
+    n: usize,
+    /// The encoded pairs, framing already checked by [`entry_ref`].
+    pairs: &'a [u8],
+}
+
+impl<'a> EntryRef<'a> {
+    /// Number of field/value pairs.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The field/value pairs in insertion order.
+    pub fn fields(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let mut r = Reader::new(self.pairs);
+        (0..self.n).map_while(move |_| {
+            let flen = r.u32()? as usize;
+            let f = r.take(flen)?;
+            let vlen = r.u32()? as usize;
+            let v = r.take(vlen)?;
+            Some((f, v))
+        })
+    }
+
+    /// An owned copy.
+    pub fn to_entry(&self) -> crate::Entry {
+        let mut fields = Vec::with_capacity(self.n);
+        fields.extend(self.fields().map(|(f, v)| {
+            (
+                bytes::Bytes::copy_from_slice(f),
+                bytes::Bytes::copy_from_slice(v),
+            )
+        }));
+        crate::Entry {
+            id: self.id,
+            fields,
+        }
+    }
 }
 
 #[cfg(test)]

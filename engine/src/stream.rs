@@ -28,7 +28,9 @@ use crate::{
     io::{VFile, Vfs},
     logfile::rewrite_atomic,
     meta::{MetaFile, MetaValue},
-    record::{self, Control, DeleteTarget, LogPos, StreamState, STATE_DELETED, STATE_OFFSET},
+    record::{
+        self, Control, DeleteTarget, EntryRef, LogPos, StreamState, STATE_DELETED, STATE_OFFSET,
+    },
     segment::{self, RawRecord, SegmentData, View},
     Direction, Entry, Error, IdSpec, Lsn, Result, StreamId, StreamMeta, TrimSpec, TrimStrategy,
 };
@@ -111,6 +113,11 @@ pub struct Stream {
     use_tick: AtomicU64,
     /// Cached ID of the first live entry (`None` = unknown).
     pub(crate) first_cache: Mutex<Option<StreamId>>,
+    /// Where the last few forward scans stopped, so the next one for later IDs (XREADGROUP
+    /// `>` reading on from the previous batch) starts there instead of at an index point.
+    /// Several, because a look ahead for one new entry (has-new-entries) must not displace
+    /// the position the group's next read starts from.
+    seek_hints: Mutex<[Option<SeekHint>; SEEK_HINTS]>,
     scratch: Vec<u8>,
     /// Consumer groups: state plus journal/checkpoint in `dir` (loaded by `recover_groups`).
     pub(crate) groups: crate::group::store::GroupStore,
@@ -176,6 +183,19 @@ impl Damage {
     }
 }
 
+/// A position in a segment after a live entry: every live entry before `offset` in segment
+/// `segment` has an ID ≤ `id` (live IDs grow in log order: XSETID cannot go below the last
+/// live entry), so a scan for IDs > `id` may start at `offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SeekHint {
+    segment: u64,
+    offset: u64,
+    id: StreamId,
+}
+
+/// Seek hints kept per stream (most recent first).
+const SEEK_HINTS: usize = 4;
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -220,6 +240,7 @@ impl Stream {
             tail_index_saved: None,
             use_tick: AtomicU64::new(0),
             first_cache: Mutex::new(None),
+            seek_hints: Mutex::new([None; SEEK_HINTS]),
             scratch: Vec::new(),
             never_synced_at_open: false,
             key_file_unsynced: None,
@@ -777,14 +798,40 @@ impl Stream {
         if lo > hi {
             return Ok(());
         }
+        let hints = *lock(&self.seek_hints);
+        let mut last = None;
+        let result = self.scan_forward_from(lo, hi, &hints, &mut last, &mut f);
+        if let Some(new) = last {
+            let mut hints = lock(&self.seek_hints);
+            if !hints.contains(&Some(new)) {
+                hints.rotate_right(1);
+                hints[0] = Some(new);
+            }
+        }
+        result
+    }
+
+    fn scan_forward_from(
+        &self,
+        lo: StreamId,
+        hi: StreamId,
+        hints: &[Option<SeekHint>],
+        last: &mut Option<SeekHint>,
+        f: &mut impl FnMut(u64, &RawRecord<'_>, StreamId) -> Result<bool>,
+    ) -> Result<()> {
         for i in 0..self.segment_count() {
             if self.upper(i) < lo || self.base(i) > hi || self.segment_trimmed(i) {
                 continue;
             }
             let stop = self.with_view(i, |v| {
-                let Some(start) = self.start_in(&v, lo) else {
+                let Some(mut start) = self.start_in(&v, lo) else {
                     return Ok(false);
                 };
+                for h in hints.iter().flatten() {
+                    if h.segment == v.number && h.id < lo && h.offset <= v.index.written {
+                        start = start.max(h.offset);
+                    }
+                }
                 let mut damage = Damage::new(lo, hi);
                 for rec in v
                     .records(start)
@@ -809,8 +856,15 @@ impl Stream {
                         // and a live one proves no later segment does either.
                         return Ok(live);
                     }
-                    if live && !f(v.number, &rec, id)? {
-                        return Ok(true);
+                    if live {
+                        *last = Some(SeekHint {
+                            segment: v.number,
+                            offset: rec.offset + rec.len(),
+                            id,
+                        });
+                        if !f(v.number, &rec, id)? {
+                            return Ok(true);
+                        }
                     }
                 }
                 damage.end()?;
@@ -825,12 +879,14 @@ impl Stream {
 
     /// Visits live entries with `lo ≤ id ≤ hi` in descending ID order until `f` returns
     /// false. Each segment is walked one index chunk (≈ [`crate::index::SPACING`] bytes) at
-    /// a time, newest chunk first.
+    /// a time, newest chunk first: the chunk's matching records are collected (borrowed from
+    /// the map, not decoded) and handed to `f` newest first, so only what `f` takes is
+    /// decoded.
     fn scan_backward(
         &self,
         lo: StreamId,
         hi: StreamId,
-        mut f: impl FnMut(Entry) -> bool,
+        mut f: impl FnMut(&RawRecord<'_>, StreamId) -> Result<bool>,
     ) -> Result<()> {
         if lo > hi {
             return Ok(());
@@ -844,12 +900,13 @@ impl Stream {
                 let Some(mut j) = v.index.point_at_or_before(hi) else {
                     return Ok(false);
                 };
+                let mut chunk = Vec::new();
                 loop {
                     let Some(p) = points.get(j) else {
                         return Ok(false);
                     };
                     let end = points.get(j + 1).map_or(v.index.written, |n| n.offset);
-                    let mut chunk = Vec::new();
+                    chunk.clear();
                     let records = segment::Records::new(v.map, p.offset, end)
                         .counting(self.ctx.durability.corrupt_counter())
                         .strict();
@@ -867,13 +924,11 @@ impl Stream {
                         if id < lo || id > hi || !self.is_live(v.number, &rec) {
                             continue;
                         }
-                        if let Some(e) = record::decode_entry(rec.body()) {
-                            chunk.push(e);
-                        }
+                        chunk.push((rec, id));
                     }
                     damage.end()?;
-                    for e in chunk.into_iter().rev() {
-                        if !f(e) {
+                    for (rec, id) in chunk.iter().rev() {
+                        if !f(rec, *id)? {
                             return Ok(true);
                         }
                     }
@@ -900,25 +955,39 @@ impl Stream {
         dir: Direction,
     ) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
+        self.range_with(start, end, count, dir, |e| out.push(e.to_entry()))?;
+        Ok(out)
+    }
+
+    /// [`Stream::range`] without copies: hands each entry to `f`, borrowed from the segment,
+    /// and returns how many it handed.
+    pub fn range_with(
+        &self,
+        start: Bound<StreamId>,
+        end: Bound<StreamId>,
+        count: usize,
+        dir: Direction,
+        mut f: impl FnMut(&EntryRef<'_>),
+    ) -> Result<usize> {
+        let mut n = 0usize;
         let Some((lo, hi)) = inclusive(start, end) else {
-            return Ok(out);
+            return Ok(n);
         };
         if count == 0 || self.state.length == 0 {
-            return Ok(out);
+            return Ok(n);
         }
+        let mut visit = |rec: &RawRecord<'_>| {
+            if let Some(e) = record::entry_ref(rec.body()) {
+                f(&e);
+                n += 1;
+            }
+            Ok(n < count)
+        };
         match dir {
-            Direction::Forward => self.scan_forward(lo, hi, |_, rec, _| {
-                if let Some(e) = record::decode_entry(rec.body()) {
-                    out.push(e);
-                }
-                Ok(out.len() < count)
-            })?,
-            Direction::Backward => self.scan_backward(lo, hi, |e| {
-                out.push(e);
-                out.len() < count
-            })?,
+            Direction::Forward => self.scan_forward(lo, hi, |_, rec, _| visit(rec))?,
+            Direction::Backward => self.scan_backward(lo, hi, |rec, _| visit(rec))?,
         }
-        Ok(out)
+        Ok(n)
     }
 
     /// The live entry with exactly this ID.

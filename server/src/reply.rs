@@ -42,6 +42,13 @@ pub enum Reply {
     Verbatim(&'static str, Bytes),
     /// An array in RESP2, `>` in RESP3 (pub/sub messages).
     Push(Vec<Reply>),
+    /// An array of `len` elements already encoded in `body`, in a form RESP2 and RESP3 share
+    /// (arrays and bulk strings only): stream entries written straight from the engine,
+    /// without a tree of replies per entry.
+    RawArray {
+        len: usize,
+        body: Bytes,
+    },
 }
 
 impl Reply {
@@ -130,6 +137,10 @@ impl Reply {
                 Protocol::Resp2 => out.put_slice(if *b { b":1\r\n" } else { b":0\r\n" }),
                 Protocol::Resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
             },
+            Reply::RawArray { len, body } => {
+                header(out, b'*', *len);
+                out.put_slice(body);
+            }
             Reply::Verbatim(fmt, body) => match proto {
                 Protocol::Resp2 => bulk(out, body),
                 Protocol::Resp3 => {
@@ -155,6 +166,11 @@ impl Reply {
 /// ([`crate::cmd::ChunkedReply`]); the elements follow with [`Reply::encode`].
 pub fn encode_array_header(out: &mut BytesMut, len: usize) {
     header(out, b'*', len);
+}
+
+/// Writes a bulk string (`$<len>` and the bytes), the same in RESP2 and RESP3.
+pub fn encode_bulk(out: &mut BytesMut, b: &[u8]) {
+    bulk(out, b);
 }
 
 /// Writes a map header: `%<len>` in RESP3, `*<2*len>` in RESP2.

@@ -308,6 +308,13 @@ impl GroupSet {
             .map(|(name, g)| group_info(name, g, facts))
     }
 
+    /// Whether group `name` has consumer `consumer` (false if there is no such group).
+    pub fn has_consumer(&self, name: &[u8], consumer: &[u8]) -> bool {
+        self.groups
+            .get(name)
+            .is_some_and(|g| g.consumers.contains_key(consumer))
+    }
+
     pub fn consumers(&self, name: &[u8]) -> Result<Vec<ConsumerInfo>> {
         let g = self.group(name)?;
         Ok(g.consumers

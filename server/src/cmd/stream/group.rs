@@ -403,9 +403,7 @@ pub fn parse_group(a: &[Bytes]) -> Result<GroupCommand, Reply> {
 /// Whether a group has this consumer (to raise `xgroup-createconsumer` when a read or claim
 /// creates it implicitly, as Redis does).
 pub fn has_consumer(stream: &Stream, group: &[u8], consumer: &[u8]) -> bool {
-    stream
-        .consumers(group)
-        .is_ok_and(|cs| cs.iter().any(|c| c.name == consumer))
+    stream.has_consumer(group, consumer)
 }
 
 /// Raises `xgroup-createconsumer` if `consumer` exists now but did not before.

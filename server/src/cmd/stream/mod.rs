@@ -39,11 +39,11 @@ mod testutil {
     }
 }
 
-use bytes::Bytes;
-use sluice_engine::{Entry, Error};
+use bytes::{Bytes, BytesMut};
+use sluice_engine::{Entry, EntryRef, Error, StreamId};
 
 use super::{Ctx, Outcome};
-use crate::reply::Reply;
+use crate::reply::{encode_array_header, encode_bulk, Reply};
 
 /// A parsed stream command.
 #[derive(Debug)]
@@ -146,6 +146,50 @@ pub fn no_group_for_key(key: &[u8], group: &[u8]) -> Reply {
 /// One entry as Redis replies it: `[id, [field, value, ...]]`.
 pub fn entry_reply(entry: &Entry) -> Reply {
     Reply::Array(vec![args::id_reply(entry.id), fields_reply(&entry.fields)])
+}
+
+/// Writes `[id, [field, value, ...]]` for an entry borrowed from the engine, exactly as
+/// [`entry_reply`] would encode it (in either protocol).
+pub fn encode_entry(out: &mut BytesMut, entry: &EntryRef<'_>) {
+    encode_array_header(out, 2);
+    encode_id(out, entry.id);
+    encode_array_header(out, entry.len() * 2);
+    for (f, v) in entry.fields() {
+        encode_bulk(out, f);
+        encode_bulk(out, v);
+    }
+}
+
+/// Writes `[id, [field, value, ...]]` for an owned entry (as [`entry_reply`] encodes it).
+pub fn encode_fields_entry(out: &mut BytesMut, id: StreamId, fields: &[(Bytes, Bytes)]) {
+    encode_array_header(out, 2);
+    encode_id(out, id);
+    encode_array_header(out, fields.len() * 2);
+    for (f, v) in fields {
+        encode_bulk(out, f);
+        encode_bulk(out, v);
+    }
+}
+
+/// Writes an ID as the bulk string `ms-seq`, without formatting through a `String`.
+fn encode_id(out: &mut BytesMut, id: StreamId) {
+    let mut buf = [0u8; 41];
+    let mut at = buf.len();
+    for (i, mut n) in [id.seq, id.ms].into_iter().enumerate() {
+        if i == 1 {
+            at -= 1;
+            buf[at] = b'-';
+        }
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    encode_bulk(out, &buf[at..]);
 }
 
 /// Field/value pairs as a flat array.

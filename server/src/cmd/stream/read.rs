@@ -222,6 +222,35 @@ pub fn range(c: Range, ctx: &mut Ctx) -> Outcome {
     } else {
         Direction::Forward
     };
+    if limit <= CHUNK {
+        // Fits in one chunk: encode straight from the segment maps.
+        let hi = c.hi.min(stream.last_id());
+        let mut body = BytesMut::with_capacity(1024);
+        let mut first = true;
+        let visit = |e: &sluice_engine::EntryRef<'_>| {
+            super::encode_entry(&mut body, e);
+            if first {
+                // Room for the rest at the first entry's size, instead of growing by doubling.
+                first = false;
+                body.reserve((body.len() * (limit - 1)).min(1 << 20));
+            }
+        };
+        let len = match stream.range_with(
+            Bound::Included(c.lo),
+            Bound::Included(hi),
+            limit,
+            dir,
+            visit,
+        ) {
+            Ok(len) => len,
+            Err(e) => return engine_error(&e).into(),
+        };
+        return Reply::RawArray {
+            len,
+            body: body.freeze(),
+        }
+        .into();
+    }
     let part = match Part::start(stream, c.key, c.lo, c.hi, dir, limit) {
         Ok(part) => part,
         Err(e) => return e.into(),
@@ -425,9 +454,33 @@ pub fn has_new_entries(
     if stream.last_id() <= info.last_delivered_id {
         return Ok(false);
     }
-    Ok(stream
-        .last_entry()?
-        .is_some_and(|e| e.id > info.last_delivered_id))
+    // A forward look for one live entry after the group's position: the engine's seek hint
+    // (left there by the group's last read) makes it start at that entry, where a backward
+    // look for the last entry re-verifies the whole last index chunk.
+    let found = stream.range_with(
+        Bound::Excluded(info.last_delivered_id),
+        Bound::Unbounded,
+        1,
+        Direction::Forward,
+        |_| {},
+    )?;
+    Ok(found > 0)
+}
+
+/// XREADGROUP's entries as one reply: encoded directly when every entry still exists (the
+/// usual case), else as a tree (a deleted entry's nil differs between protocols).
+fn deliveries_reply(deliveries: &[Delivery]) -> Reply {
+    if deliveries.iter().any(|d| d.fields.is_none()) {
+        return Reply::Array(deliveries.iter().map(delivery_reply).collect());
+    }
+    let mut body = BytesMut::new();
+    for d in deliveries {
+        super::encode_fields_entry(&mut body, d.id, d.fields.as_deref().unwrap_or_default());
+    }
+    Reply::RawArray {
+        len: deliveries.len(),
+        body: body.freeze(),
+    }
 }
 
 /// An XREADGROUP entry: `[id, [field, value, ...]]`, or `[id, nil]` if it was deleted.
@@ -508,8 +561,7 @@ fn read_inner(c: Read, ctx: &mut Ctx) -> Result<Outcome, Reply> {
                 ctx.effects.wrote(lsn);
                 super::group::note_created_consumer(ctx, key, group, consumer, existed);
                 if history || !deliveries.is_empty() {
-                    let items = deliveries.iter().map(delivery_reply).collect();
-                    served.push((Reply::Bulk(key.clone()), Reply::Array(items)));
+                    served.push((Reply::Bulk(key.clone()), deliveries_reply(&deliveries)));
                 }
             }
             None => {
