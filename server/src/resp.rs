@@ -238,7 +238,13 @@ fn take_line(buf: &mut BytesMut, too_big: &str) -> Result<Option<BytesMut>, Prot
             buf.advance(2);
             Ok(Some(line))
         }
-        None if buf.len() > MAX_INLINE => Err(ProtocolError::new(too_big)),
+        // Too big once no CRLF can end the line within MAX_INLINE bytes: a buffer ending
+        // in the CR right after MAX_INLINE bytes may still get its LF.
+        None if buf.len() > MAX_INLINE + 1
+            || (buf.len() == MAX_INLINE + 1 && buf.last() != Some(&b'\r')) =>
+        {
+            Err(ProtocolError::new(too_big))
+        }
         None => Ok(None),
     }
 }
@@ -491,6 +497,39 @@ mod tests {
         assert_eq!(err, Some(ProtocolError::new("unauthenticated bulk length")));
         let (reqs, err) = parse_all(b"*10\r\n", l);
         assert!(reqs.is_empty() && err.is_none());
+    }
+
+    #[test]
+    fn header_line_at_the_limit_does_not_depend_on_how_it_arrives() {
+        // A `*` line of exactly MAX_INLINE bytes, then CRLF: the verdict must not depend on
+        // whether the buffer once ended between the CR and the LF.
+        let mut input = b"*".to_vec();
+        input.resize(MAX_INLINE - 1, b'0');
+        input.push(b'1');
+        input.extend_from_slice(b"\r\n$4\r\nPING\r\n");
+        let whole = parse_all(&input, Limits::default());
+        let mut p = Parser::new();
+        let mut buf = BytesMut::from(&input[..MAX_INLINE + 1]);
+        let first = p.next(&mut buf, &Limits::default());
+        buf.extend_from_slice(&input[MAX_INLINE + 1..]);
+        let split = match first {
+            Err(e) => (Vec::new(), Some(e)),
+            Ok(_) => {
+                let mut out = Vec::new();
+                loop {
+                    match p.next(&mut buf, &Limits::default()) {
+                        Ok(Some(a)) => out.push(a),
+                        Ok(None) => break (out, None),
+                        Err(e) => break (out, Some(e)),
+                    }
+                }
+            }
+        };
+        assert_eq!(whole, split);
+        assert_eq!(
+            whole.1,
+            Some(ProtocolError::new("invalid multibulk length"))
+        );
     }
 
     #[test]
