@@ -278,7 +278,11 @@ fn parse_ll(s: &[u8]) -> Option<i64> {
 /// Splits an inline request like Redis' `sdssplitargs`: whitespace-separated, with
 /// double-quoted strings (escapes `\n \r \t \b \a \\ \" \xHH`) and single-quoted strings
 /// (escape `\'`). `None` on unbalanced quotes or a closing quote not followed by a space.
+/// A NUL byte ends the line, as it ends the C string `sdssplitargs` reads.
 pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
+    // Without this, a NUL outside quotes ended an argument without being consumed, and the
+    // loop pushed empty arguments forever.
+    let line = line.split(|&b| b == 0).next().unwrap_or_default();
     let mut args = Vec::new();
     let mut i = 0;
     loop {
@@ -560,6 +564,12 @@ mod tests {
             vec![Bytes::from_static(b"x4")]
         );
         assert!(split_args(b"'abc").is_none());
+        assert_eq!(
+            split_args(b"XLEN k\0\0 zz").unwrap(),
+            vec![Bytes::from_static(b"XLEN"), Bytes::from_static(b"k")]
+        );
+        assert!(split_args(b"ECHO \"a\0b\"").is_none());
+        assert!(split_args(b"\0PING").unwrap().is_empty());
         assert!(split_args(br#"x"y"z"#).is_none());
     }
 }
