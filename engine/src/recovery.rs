@@ -25,8 +25,8 @@ const TORN_WINDOW: u64 = 1 << 20;
 struct Replay {
     state: StreamState,
     index: SegmentIndex,
-    /// Deletes found in the tail: `(segment, offset)` of their targets.
-    redo: Vec<(u64, u64)>,
+    /// Deletes found in the tail: `(segment, offset, ID)` of their targets.
+    redo: Vec<(u64, u64, StreamId)>,
     /// A valid header record for this segment was found at offset 0.
     header_ok: bool,
     /// Valid records seen at all.
@@ -128,17 +128,33 @@ fn apply(r: &mut Replay, rec: &segment::RawRecord<'_>, number: u64) {
             Some(Control::Header { .. }) => {}
             Some(Control::Delete {
                 state,
+                target,
                 segment,
                 offset,
-                ..
             }) => {
                 r.state = state;
-                r.redo.push((segment, offset));
+                r.redo.push((segment, offset, target));
             }
             Some(Control::Trim(state)) | Some(Control::SetId(state)) => r.state = state,
             None => {}
         },
     }
+}
+
+/// The ID of the valid entry record at `offset` of `segment` (tail or sealed), if any.
+fn entry_at(stream: &Stream, segment: u64, offset: u64) -> Option<StreamId> {
+    let read = |data: &SegmentData| {
+        segment::read_record(&data.map, offset, data.index.written)
+            .ok()?
+            .ok()?
+            .entry_id()
+    };
+    if segment == stream.tail.number {
+        return read(&stream.tail.data);
+    }
+    let sealed = stream.sealed.iter().find(|s| s.number == segment)?;
+    let data = stream.load_sealed(sealed).ok()?;
+    read(&data)
 }
 
 /// True if the 4 KiB after `pos` are all zero (the normal end of a preallocated tail).
@@ -414,7 +430,21 @@ impl Stream {
             ctx.durability.count_fsync();
             stream.write_meta(written, true)?;
         }
-        for (segment, offset) in rep.redo {
+        for (segment, offset, target) in rep.redo {
+            // Only flag the entry the delete names: a flag written anywhere else would
+            // damage another record or grow the file (and reading past its end can SIGBUS).
+            match entry_at(&stream, segment, offset) {
+                Some(id) if id == target => {}
+                Some(_) => {
+                    report.corruptions.push(format!(
+                        "{}: a delete record names entry {target} at segment {segment} offset {offset}, which holds another entry; not redone",
+                        stream.dir.display()
+                    ));
+                    continue;
+                }
+                // The segment is gone (trimmed) or holds no entry there.
+                None => continue,
+            }
             let already = segment == number
                 && stream
                     .tail
