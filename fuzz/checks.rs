@@ -58,7 +58,7 @@ impl Iterator for XorShift {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         // Mostly small pieces, sometimes large ones.
-        Some(if self.0 % 8 == 0 {
+        Some(if self.0.is_multiple_of(8) {
             (self.0 >> 8) as usize % 70_000
         } else {
             (self.0 >> 8) as usize % 17

@@ -18,9 +18,9 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
             continue;
         };
         for e in entries {
-            let path = e.unwrap().path();
+            let path = e.expect("read a fuzz input directory").path();
             if path.is_file() {
-                let bytes = std::fs::read(&path).unwrap();
+                let bytes = std::fs::read(&path).expect("read a fuzz input");
                 out.push((path, bytes));
             }
         }
