@@ -544,9 +544,18 @@ pub fn recover(image: &StreamImage) -> Recovered {
     let increasing = before.0.windows(2).all(|w| w[0].id < w[1].id);
     let counted = before.0.len() >= READ_LIMIT || before.0.len() as u64 == length;
     if increasing && counted {
+        // Lag and entries-read are estimates from counters a crafted record can make
+        // inconsistent (see fuzz/FINDINGS.md): compare the groups' durable state only.
+        let durable = |s: &Snapshot| -> Vec<_> {
+            s.1.iter()
+                .map(|g| (g.name.clone(), g.consumers, g.pending, g.last_delivered_id))
+                .collect()
+        };
+        assert_eq!(before.0, after.0, "entries differ after a clean reopen");
         assert_eq!(
-            before, after,
-            "entries or groups differ after a clean reopen"
+            durable(&before),
+            durable(&after),
+            "groups differ after a clean reopen"
         );
     } else {
         assert_eq!(before.0, after.0, "entries differ after a clean reopen");
