@@ -113,8 +113,8 @@ fn apply(r: &mut Replay, rec: &segment::RawRecord<'_>, number: u64) {
             if let Some(id) = record::entry_id(rec.body()) {
                 r.index.note_entry(id, rec.offset);
                 r.state.last_id = id;
-                r.state.entries_added += 1;
-                r.state.length += 1;
+                r.state.entries_added = r.state.entries_added.saturating_add(1);
+                r.state.length = r.state.length.saturating_add(1);
             }
         }
         Kind::Blob => {}
