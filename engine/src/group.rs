@@ -59,10 +59,10 @@
 //! `tests/group_crash.rs` (the same through the public API, poisoning) and
 //! `tests/group_power_loss.rs` (simulated power loss dropping unsynced writes).
 
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod codec;
 pub(crate) mod engine_io;
-mod record;
+pub(crate) mod record;
 pub(crate) mod state;
 pub(crate) mod store;
 #[cfg(test)]

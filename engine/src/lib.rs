@@ -159,6 +159,8 @@
 pub mod durability;
 mod engine;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod group;
 pub mod id;
 mod index;

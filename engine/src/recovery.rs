@@ -22,8 +22,8 @@ const TORN_WINDOW: u64 = 1 << 20;
 struct Replay {
     state: StreamState,
     index: SegmentIndex,
-    /// Deletes found in the tail: `(segment, offset)` of their targets.
-    redo: Vec<(u64, u64)>,
+    /// Deletes found in the tail: `(segment, offset, ID)` of their targets.
+    redo: Vec<(u64, u64, StreamId)>,
     /// A valid header record for this segment was found at offset 0.
     header_ok: bool,
     /// Valid records seen at all.
@@ -145,8 +145,8 @@ fn apply(r: &mut Replay, rec: &segment::RawRecord<'_>, number: u64) {
             if let Some(id) = record::entry_id(rec.body()) {
                 r.index.note_entry(id, rec.offset);
                 r.state.last_id = id;
-                r.state.entries_added += 1;
-                r.state.length += 1;
+                r.state.entries_added = r.state.entries_added.saturating_add(1);
+                r.state.length = r.state.length.saturating_add(1);
             }
         }
         Kind::Blob => {}
@@ -160,7 +160,8 @@ fn apply(r: &mut Replay, rec: &segment::RawRecord<'_>, number: u64) {
             Some(Control::Header { .. }) => {}
             Some(Control::Delete { state, targets }) => {
                 r.state = state;
-                r.redo.extend(targets.iter().map(|t| (t.segment, t.offset)));
+                r.redo
+                    .extend(targets.iter().map(|t| (t.segment, t.offset, t.id)));
             }
             Some(Control::Trim(state)) | Some(Control::SetId(state)) => r.state = state,
             None => {}
@@ -296,6 +297,22 @@ fn whole_damaged_record(map: &Mapping, pos: u64, end: u64) -> std::io::Result<Op
         return Ok(None);
     }
     Ok(Some(len))
+}
+
+/// The ID of the valid entry record at `offset` of `segment` (tail or sealed), if any.
+fn entry_at(stream: &Stream, segment: u64, offset: u64) -> Option<StreamId> {
+    let read = |data: &SegmentData| {
+        segment::read_record(&data.map, offset, data.index.written)
+            .ok()?
+            .ok()?
+            .entry_id()
+    };
+    if segment == stream.tail.number {
+        return read(&stream.tail.data);
+    }
+    let sealed = stream.sealed.iter().find(|s| s.number == segment)?;
+    let data = stream.load_sealed(sealed).ok()?;
+    read(&data)
 }
 
 /// True if the 4 KiB after `pos` are all zero (the normal end of a preallocated tail).
@@ -608,7 +625,21 @@ impl Stream {
             ctx.durability.count_fsync();
             stream.write_meta(written, true)?;
         }
-        for (segment, offset) in rep.redo {
+        for (segment, offset, target) in rep.redo {
+            // Only flag the entry the delete names: a flag written anywhere else would
+            // damage another record or grow the file (and reading past its end can SIGBUS).
+            match entry_at(&stream, segment, offset) {
+                Some(id) if id == target => {}
+                Some(_) => {
+                    report.corruptions.push(format!(
+                        "{}: a delete record names entry {target} at segment {segment} offset {offset}, which holds another entry; not redone",
+                        stream.dir.display()
+                    ));
+                    continue;
+                }
+                // The segment is gone (trimmed) or holds no entry there.
+                None => continue,
+            }
             let already = segment == number
                 && stream
                     .tail

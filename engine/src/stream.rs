@@ -438,8 +438,8 @@ impl Stream {
             *lock(&self.first_cache) = Some(id);
         }
         self.state.last_id = id;
-        self.state.entries_added += 1;
-        self.state.length += 1;
+        self.state.entries_added = self.state.entries_added.saturating_add(1);
+        self.state.length = self.state.length.saturating_add(1);
         Ok((id, lsn))
     }
 

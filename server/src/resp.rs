@@ -263,7 +263,13 @@ impl Parser {
                 buf.advance(2);
                 Ok(Some(line))
             }
-            None if buf.len() > MAX_INLINE => Err(ProtocolError::new(too_big)),
+            // Too big once no CRLF can end the line within MAX_INLINE bytes: a buffer ending
+            // in the CR right after MAX_INLINE bytes may still get its LF.
+            None if buf.len() > MAX_INLINE + 1
+                || (buf.len() == MAX_INLINE + 1 && buf.last() != Some(&b'\r')) =>
+            {
+                Err(ProtocolError::new(too_big))
+            }
             None => {
                 self.scanned = window.len();
                 Ok(None)
@@ -307,6 +313,7 @@ fn parse_ll(s: &[u8]) -> Option<i64> {
 /// Splits an inline request like Redis' `sdssplitargs`: whitespace-separated, with
 /// double-quoted strings (escapes `\n \r \t \b \a \\ \" \xHH`) and single-quoted strings
 /// (escape `\'`). `None` on unbalanced quotes or a closing quote not followed by a space.
+/// A NUL byte ends the line, as it ends the C string `sdssplitargs` reads.
 pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
     // Redis' sdssplitargs walks a C string: a NUL byte ends the line.
     let line = &line[..line.iter().position(|&b| b == 0).unwrap_or(line.len())];
@@ -531,6 +538,39 @@ mod tests {
     }
 
     #[test]
+    fn header_line_at_the_limit_does_not_depend_on_how_it_arrives() {
+        // A `*` line of exactly MAX_INLINE bytes, then CRLF: the verdict must not depend on
+        // whether the buffer once ended between the CR and the LF.
+        let mut input = b"*".to_vec();
+        input.resize(MAX_INLINE - 1, b'0');
+        input.push(b'1');
+        input.extend_from_slice(b"\r\n$4\r\nPING\r\n");
+        let whole = parse_all(&input, Limits::default());
+        let mut p = Parser::new();
+        let mut buf = BytesMut::from(&input[..MAX_INLINE + 1]);
+        let first = p.next(&mut buf, &Limits::default());
+        buf.extend_from_slice(&input[MAX_INLINE + 1..]);
+        let split = match first {
+            Err(e) => (Vec::new(), Some(e)),
+            Ok(_) => {
+                let mut out = Vec::new();
+                loop {
+                    match p.next(&mut buf, &Limits::default()) {
+                        Ok(Some(a)) => out.push(a),
+                        Ok(None) => break (out, None),
+                        Err(e) => break (out, Some(e)),
+                    }
+                }
+            }
+        };
+        assert_eq!(whole, split);
+        assert_eq!(
+            whole.1,
+            Some(ProtocolError::new("invalid multibulk length"))
+        );
+    }
+
+    #[test]
     fn max_bulk_is_configurable() {
         let l = Limits {
             max_bulk: 3,
@@ -558,6 +598,12 @@ mod tests {
             vec![Bytes::from_static(b"x4")]
         );
         assert!(split_args(b"'abc").is_none());
+        assert_eq!(
+            split_args(b"XLEN k\0\0 zz").unwrap(),
+            vec![Bytes::from_static(b"XLEN"), Bytes::from_static(b"k")]
+        );
+        assert!(split_args(b"ECHO \"a\0b\"").is_none());
+        assert!(split_args(b"\0PING").unwrap().is_empty());
         assert!(split_args(br#"x"y"z"#).is_none());
         // A NUL ends the line, as in Redis (and must not loop forever).
         assert_eq!(

@@ -60,7 +60,7 @@ pub(crate) fn encode_change(change: &Change, out: &mut Vec<u8>) {
     frame(&w.buf, out);
 }
 
-fn frame(body: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn frame(body: &[u8], out: &mut Vec<u8>) {
     let magic = MAGIC.to_le_bytes();
     let len = u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes();
     out.extend_from_slice(&magic);
