@@ -759,6 +759,29 @@ impl Subscriptions {
         }
     }
 
+    /// Queues a `[word, name, count]` (un)subscribe confirmation behind earlier messages.
+    fn confirm(
+        &self,
+        hub: &Hub,
+        kind: Kind,
+        word: &'static str,
+        name: Reply,
+        limit: &OutputLimit,
+        wakeups: &mut Wakeups,
+    ) {
+        let reply = Reply::Push(vec![
+            Reply::str(word),
+            name,
+            Reply::Int(self.count(kind) as i64),
+        ]);
+        hub.push(
+            &self.sub,
+            &reply.to_bytes(self.sub.protocol()),
+            limit,
+            wakeups,
+        );
+    }
+
     /// Subscriptions of every kind: non-zero puts a RESP2 client in subscribed mode.
     pub fn total(&self) -> usize {
         self.channels.len() + self.patterns.len() + self.shard.len()
@@ -792,17 +815,8 @@ impl Subscriptions {
                     }
                 }
             }
-            let reply = Reply::Push(vec![
-                Reply::str(kind.subscribe_word()),
-                Reply::Bulk(name.clone()),
-                Reply::Int(self.count(kind) as i64),
-            ]);
-            hub.push(
-                &self.sub,
-                &reply.to_bytes(self.sub.protocol()),
-                &limit,
-                &mut wakeups,
-            );
+            let name = Reply::Bulk(name.clone());
+            self.confirm(hub, kind, kind.subscribe_word(), name, &limit, &mut wakeups);
         }
     }
 
@@ -817,17 +831,8 @@ impl Subscriptions {
         let names = if names.is_empty() {
             all = self.set(kind).iter().cloned().collect();
             if all.is_empty() {
-                let reply = Reply::Push(vec![
-                    Reply::str(kind.unsubscribe_word()),
-                    Reply::Null,
-                    Reply::Int(self.count(kind) as i64),
-                ]);
-                hub.push(
-                    &self.sub,
-                    &reply.to_bytes(self.sub.protocol()),
-                    &limit,
-                    &mut wakeups,
-                );
+                let word = kind.unsubscribe_word();
+                self.confirm(hub, kind, word, Reply::Null, &limit, &mut wakeups);
                 return;
             }
             &all[..]
@@ -838,14 +843,12 @@ impl Subscriptions {
             if self.set(kind).remove(name) {
                 remove_from(&mut state, kind, name, self.sub.id);
             }
-            let reply = Reply::Push(vec![
-                Reply::str(kind.unsubscribe_word()),
-                Reply::Bulk(name.clone()),
-                Reply::Int(self.count(kind) as i64),
-            ]);
-            hub.push(
-                &self.sub,
-                &reply.to_bytes(self.sub.protocol()),
+            let name = Reply::Bulk(name.clone());
+            self.confirm(
+                hub,
+                kind,
+                kind.unsubscribe_word(),
+                name,
                 &limit,
                 &mut wakeups,
             );
