@@ -13,7 +13,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 ROUNDS=3
 DURATION=5
 MODES="always everysec no"
-ALL_WORKLOADS="xadd-p1 xadd-p16 xrange xrevrange xreadgroup xread-latency pubsub-1 pubsub-10 pubsub-100 pubsub-patterns pubsub-slow"
+ALL_WORKLOADS="xadd-p1 xadd-p16 xrange xrevrange xreadgroup xread-latency pubsub-1 pubsub-10 pubsub-100 pubsub-1000 pubsub-patterns pubsub-slow"
 WORKLOADS="$ALL_WORKLOADS"
 MEM_COUNT=10000000
 MEM_MODE=everysec
@@ -172,6 +172,7 @@ workload_args() {
     pubsub-1) echo "pubsub --subscribers 1 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
     pubsub-10) echo "pubsub --subscribers 10 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
     pubsub-100) echo "pubsub --subscribers 100 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
+    pubsub-1000) echo "pubsub --subscribers 1000 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
     pubsub-patterns) echo "pubsub --subscribers 10 --psubscribers 10 --patterns 1000 --matching 3 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
     pubsub-slow) echo "pubsub --subscribers 10 --slow-subscribers 1 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
   esac

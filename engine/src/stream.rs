@@ -40,6 +40,8 @@ use crate::{
 const PENDING_LIMIT: usize = 4096;
 /// The meta file's durable offset is rewritten when it advanced by at least this much.
 const META_STEP: u64 = 64 << 10;
+/// Largest batch of entries `add_batch` encodes and writes at once.
+const BATCH_WRITE_MAX: u64 = 1 << 20;
 
 /// What every stream shares with the engine.
 #[derive(Clone)]
@@ -376,41 +378,110 @@ impl Stream {
 
     /// The ID XADD would assign, validated against the last ID.
     fn next_id(&self, spec: IdSpec, now_ms: u64) -> Result<StreamId> {
-        let last = self.state.last_id;
-        if last == StreamId::MAX {
-            return Err(Error::IdExhausted);
-        }
-        let id = match spec {
-            IdSpec::Auto => {
-                if now_ms > last.ms {
-                    StreamId::new(now_ms, 0)
-                } else {
-                    last.next().ok_or(Error::IdExhausted)?
-                }
-            }
-            IdSpec::AutoSeq(ms) => {
-                if ms == last.ms {
-                    if last.seq == u64::MAX {
-                        return Err(Error::IdTooSmall);
-                    }
-                    StreamId::new(ms, last.seq + 1)
-                } else {
-                    StreamId::new(ms, 0)
-                }
-            }
-            IdSpec::Explicit(id) => {
-                if id == StreamId::MIN {
-                    return Err(Error::IdZero);
-                }
-                id
-            }
-        };
-        if id <= last {
-            return Err(Error::IdTooSmall);
-        }
-        Ok(id)
+        next_id_after(self.state.last_id, spec, now_ms)
     }
 
+    /// XADD of several entries with one write to the tail: each entry gets the ID (or the
+    /// error) `add` would have given it in turn, and the records of those that succeed go to
+    /// disk together, sharing one Lsn. An error from the write fails them all (nothing of
+    /// the batch is then in the stream's state). Batches over `BATCH_WRITE_MAX` run as one
+    /// `add` per entry instead, each with its own outcome.
+    pub fn add_batch(
+        &mut self,
+        entries: &[(IdSpec, &[(Bytes, Bytes)])],
+        now_ms: u64,
+    ) -> Result<(Vec<Result<StreamId>>, Lsn)> {
+        self.ctx.durability.check()?;
+        self.settle()?;
+        let total: u64 = entries
+            .iter()
+            .map(|(_, fields)| record::entry_record_len(fields))
+            .sum();
+        if total > BATCH_WRITE_MAX {
+            let mut lsn = Lsn::default();
+            let results = entries
+                .iter()
+                .map(|(spec, fields)| {
+                    let (id, l) = self.add(*spec, fields, now_ms)?;
+                    lsn = lsn.max(l);
+                    Ok(id)
+                })
+                .collect();
+            return Ok((results, lsn));
+        }
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let mut placed = Vec::with_capacity(entries.len());
+        let mut results = Vec::with_capacity(entries.len());
+        let mut last = self.state.last_id;
+        for (spec, fields) in entries {
+            match next_id_after(last, *spec, now_ms) {
+                Ok(id) => {
+                    placed.push((id, buf.len() as u64));
+                    record::encode_entry(&mut buf, id, fields);
+                    last = id;
+                    results.push(Ok(id));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        let Some(&(first, _)) = placed.first() else {
+            self.scratch = buf;
+            return Ok((results, Lsn::default()));
+        };
+        let result = self.append_record(&buf, first);
+        self.scratch = buf;
+        let (offset, lsn) = result?;
+        for (id, at) in placed {
+            self.tail.data.index.note_entry(id, offset + at);
+            if self.state.length == 0 {
+                *lock(&self.first_cache) = Some(id);
+            }
+            self.state.last_id = id;
+            self.state.entries_added = self.state.entries_added.saturating_add(1);
+            self.state.length = self.state.length.saturating_add(1);
+        }
+        Ok((results, lsn))
+    }
+}
+
+/// The ID XADD assigns after `last` for `spec`, or why it cannot.
+fn next_id_after(last: StreamId, spec: IdSpec, now_ms: u64) -> Result<StreamId> {
+    if last == StreamId::MAX {
+        return Err(Error::IdExhausted);
+    }
+    let id = match spec {
+        IdSpec::Auto => {
+            if now_ms > last.ms {
+                StreamId::new(now_ms, 0)
+            } else {
+                last.next().ok_or(Error::IdExhausted)?
+            }
+        }
+        IdSpec::AutoSeq(ms) => {
+            if ms == last.ms {
+                if last.seq == u64::MAX {
+                    return Err(Error::IdTooSmall);
+                }
+                StreamId::new(ms, last.seq + 1)
+            } else {
+                StreamId::new(ms, 0)
+            }
+        }
+        IdSpec::Explicit(id) => {
+            if id == StreamId::MIN {
+                return Err(Error::IdZero);
+            }
+            id
+        }
+    };
+    if id <= last {
+        return Err(Error::IdTooSmall);
+    }
+    Ok(id)
+}
+
+impl Stream {
     /// XADD. `fields` must be non-empty (the server checks arity).
     pub fn add(
         &mut self,

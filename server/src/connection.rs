@@ -15,12 +15,14 @@ use crate::client::ClientHandle;
 use crate::cmd::{self, Command, Ctx, Effects, Outcome};
 use crate::reply::{Protocol, Reply};
 use crate::resp::{Limits, Parser};
-use crate::server::{lock, Shared};
+use crate::server::{lock, EngineGuard, Shared};
 
 /// Flush the output buffer once it holds this much, before executing more pipelined requests.
 const FLUSH_AT: usize = 64 * 1024;
 /// Read at most this much per read call.
 const READ_CHUNK: usize = 16 * 1024;
+/// Most requests executed under one engine lock before it is released for other clients.
+const MAX_BATCH: usize = 64;
 /// Why a client over its client-output-buffer-limit (normal class) is closed.
 const OUTPUT_LIMIT: &str = "client scheduled to be closed for overcoming of output buffer limits";
 /// Why a subscriber cut off by the pub/sub hub is closed.
@@ -174,19 +176,24 @@ impl Conn {
         loop {
             // Execute every complete request already buffered.
             loop {
-                if state.handle.is_killed() || shared.shutdown.is_triggered() {
-                    self.flush(socket).await?;
-                    return Ok(());
-                }
-                let limits = self.limits(state);
-                match self.parser.next(&mut self.input, &limits) {
-                    Ok(Some(args)) => {
-                        self.request(socket, state, args).await?;
-                        state.publish_info();
-                        self.subscribed = state.pubsub.channels()
-                            + state.pubsub.patterns()
-                            + state.pubsub.shard_channels()
-                            > 0;
+                match self.run_batch(state) {
+                    Batch::Idle => {
+                        // End of the pipelined batch: wake whom its PUBLISHes reached.
+                        state.pubsub.wake_subscribers();
+                        break;
+                    }
+                    Batch::More => {}
+                    Batch::Flush => {
+                        state.pubsub.wake_subscribers();
+                        self.flush(socket).await?;
+                    }
+                    Batch::Close => {
+                        self.flush(socket).await?;
+                        return Ok(());
+                    }
+                    Batch::Step(step) => {
+                        self.finish(socket, state, step).await?;
+                        self.after_request(state);
                         if state.close_after_reply {
                             self.flush(socket).await?;
                             return Ok(());
@@ -196,12 +203,7 @@ impl Conn {
                             self.flush(socket).await?;
                         }
                     }
-                    Ok(None) => {
-                        // End of the pipelined batch: wake whom its PUBLISHes reached.
-                        state.pubsub.wake_subscribers();
-                        break;
-                    }
-                    Err(e) => {
+                    Batch::ParseError(e) => {
                         Stats::error(&shared, "ERR");
                         Reply::Error(e.reply_text()).encode(state.proto, &mut self.out);
                         self.flush(socket).await?;
@@ -315,14 +317,73 @@ impl Conn {
         Ok(())
     }
 
-    /// Handles one request: checks, queueing in MULTI, execution, reply.
-    async fn request(
+    /// Executes buffered requests, as many as it can under one engine lock: a pipelined
+    /// batch pays for the lock (and its hand-over between worker threads) once, not once per
+    /// command. Stops at the end of the input, at `MAX_BATCH` commands, when the output must
+    /// be flushed, or at a request that has to wait (EXEC, a blocked read, a chunked reply).
+    /// Keyspace events and blocked readers are served when the lock is released; a batch
+    /// ends early when either is due, so they go out in command order.
+    fn run_batch(&mut self, state: &mut ClientState) -> Batch {
+        let shared = self.shared.clone();
+        let notify = {
+            let flags = &shared.config().notify_keyspace_events;
+            flags.keyspace || flags.keyevent
+        };
+        let mut engine = None;
+        let mut effects = Effects::default();
+        let mut executed = 0;
+        let batch = loop {
+            if state.handle.is_killed() || shared.shutdown.is_triggered() {
+                break Batch::Close;
+            }
+            let limits = self.limits(state);
+            let args = match self.parser.next(&mut self.input, &limits) {
+                Ok(Some(args)) => args,
+                Ok(None) => break Batch::Idle,
+                Err(e) => break Batch::ParseError(e),
+            };
+            let step = self.start(&shared, state, args, &mut engine, &mut effects);
+            self.after_request(state);
+            if !matches!(step, Step::Done) {
+                break Batch::Step(step);
+            }
+            if state.close_after_reply {
+                break Batch::Close;
+            }
+            if self.out.len() >= FLUSH_AT {
+                break Batch::Flush;
+            }
+            executed += 1;
+            let wakes_readers = (!effects.touched.is_empty() || !effects.flushed.is_empty())
+                && shared.blocking.blocked_clients() > 0;
+            if executed >= MAX_BATCH || wakes_readers || (notify && !effects.events.is_empty()) {
+                break Batch::More;
+            }
+        };
+        drop(engine);
+        self.after_execute(state, &effects);
+        batch
+    }
+
+    /// Bookkeeping after each request: CLIENT LIST fields and the output class.
+    fn after_request(&mut self, state: &ClientState) {
+        state.publish_info();
+        self.subscribed =
+            state.pubsub.channels() + state.pubsub.patterns() + state.pubsub.shard_channels() > 0;
+    }
+
+    /// The synchronous part of one request: checks, queueing in MULTI, execution (taking the
+    /// engine lock into `engine` if it is not held yet), the reply. Effects accumulate in
+    /// `effects` for the caller to publish once the lock is released. What must wait is
+    /// returned as a [`Step`] for [`Conn::finish`].
+    fn start<'s>(
         &mut self,
-        socket: &mut TcpStream,
+        shared: &'s Arc<Shared>,
         state: &mut ClientState,
         args: Vec<Bytes>,
-    ) -> Result<(), Closed> {
-        let shared = self.shared.clone();
+        engine: &mut Option<EngineGuard<'s>>,
+        effects: &mut Effects,
+    ) -> Step {
         state
             .handle
             .last_interaction_ms
@@ -332,40 +393,43 @@ impl Conn {
         } else if state.reply_mode == ReplyMode::Skipping {
             state.reply_mode = ReplyMode::On;
         }
-        let name_lower = args
-            .first()
-            .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
-            .unwrap_or_default();
-        lock(&state.handle.info).last_cmd = name_lower.clone();
-        if !matches!(name_lower.as_str(), "publish" | "spublish") {
+        let name = args.first().map_or(&[][..], |n| &n[..]);
+        let is_publish =
+            name.eq_ignore_ascii_case(b"publish") || name.eq_ignore_ascii_case(b"spublish");
+        {
+            let mut info = lock(&state.handle.info);
+            info.last_cmd.clear();
+            info.last_cmd.push_str(&String::from_utf8_lossy(name));
+            info.last_cmd.make_ascii_lowercase();
+        }
+        if !is_publish {
             // Only a run of PUBLISHes defers its subscribers' wake-ups; anything else (which
             // may wait) wakes them first.
             state.pubsub.wake_subscribers();
         }
-        let parsed = cmd::parse(&args);
-        let (command, spec) = match parsed {
+        let (command, spec) = match cmd::parse(&args) {
             Ok(ok) => ok,
             Err(reply) => {
                 if let Some(multi) = state.multi.as_mut() {
                     multi.aborted = true;
                 }
-                if cmd::table::lookup(args.first().map_or(&[][..], |b| &b[..])).is_some() {
-                    Stats::rejected(&shared, &name_lower);
+                if let Some(spec) = cmd::table::lookup(name) {
+                    Stats::rejected(shared, spec.name);
                 }
                 self.reply(state, reply);
-                return Ok(());
+                return Step::Done;
             }
         };
         if !state.authenticated && !spec.flags.contains(&"no_auth") {
             if let Some(multi) = state.multi.as_mut() {
                 multi.aborted = true;
             }
-            Stats::rejected(&shared, spec.name);
+            Stats::rejected(shared, spec.name);
             self.reply(
                 state,
                 Reply::Error("NOAUTH Authentication required.".to_string()),
             );
-            return Ok(());
+            return Step::Done;
         }
         if state.subscribed_resp2()
             && !matches!(
@@ -381,7 +445,7 @@ impl Conn {
                     | "reset"
             )
         {
-            Stats::rejected(&shared, spec.name);
+            Stats::rejected(shared, spec.name);
             let full_name = match args.get(1) {
                 Some(sub) if cmd::table::is_container(spec.name) => format!(
                     "{}|{}",
@@ -391,7 +455,7 @@ impl Conn {
                 _ => spec.name.to_string(),
             };
             self.reply(state, crate::pubsub::subscribed_mode_error(&full_name));
-            return Ok(());
+            return Step::Done;
         }
         if let Some(multi) = state.multi.as_mut() {
             if !matches!(
@@ -400,99 +464,115 @@ impl Conn {
             ) {
                 multi.queued.push((command, spec, args));
                 self.reply(state, Reply::Simple("QUEUED".into()));
-                return Ok(());
+                return Step::Done;
             }
         }
         if spec.name == "exec" {
-            return self.exec(socket, state).await;
+            return Step::Exec;
         }
         let command = match command {
             Command::PubSub(c) => {
                 // Pub/sub needs no engine: run it outside the engine lock.
+                *engine = None;
                 let started = Instant::now();
                 let replies = cmd::pubsub::execute(c, &mut state.pubsub);
                 let failed = replies.iter().any(Reply::is_error);
                 for r in replies {
                     self.reply(state, r);
                 }
-                Stats::call(&shared, spec.name, started, failed);
-                return Ok(());
+                Stats::call(shared, spec.name, started, failed);
+                return Step::Done;
             }
             other => other,
         };
         let started = Instant::now();
-        let mut effects = Effects::default();
-        let outcome = {
-            let mut engine = shared.engine();
-            if spec.flags.contains(&"write") {
-                if let Some(why) = engine.stats().poisoned {
-                    drop(engine);
-                    Stats::rejected(&shared, spec.name);
-                    self.reply(state, cmd::misconf(&why));
-                    return Ok(());
-                }
+        let engine = engine.get_or_insert_with(|| shared.engine());
+        if spec.flags.contains(&"write") {
+            if let Some(why) = engine.stats().poisoned {
+                Stats::rejected(shared, spec.name);
+                self.reply(state, cmd::misconf(&why));
+                return Step::Done;
             }
-            let now = now_ms();
-            expire_keys(
-                &shared,
-                &mut engine,
-                state.db,
-                spec,
-                &args,
-                now,
-                &mut effects,
-            );
-            let mut ctx = Ctx {
-                engine: &mut engine,
-                db: state.db,
-                now_ms: now,
-                client_id: state.id,
-                in_multi: false,
-                effects: &mut effects,
-            };
-            let outcome = execute(command, &mut ctx, state, &shared);
-            invalidate_watches(&shared, &effects);
-            outcome
+        }
+        let now = now_ms();
+        let (touched, flushed) = (effects.touched.len(), effects.flushed.len());
+        expire_keys(shared, engine, state.db, spec, &args, now, effects);
+        let mut ctx = Ctx {
+            engine,
+            db: state.db,
+            now_ms: now,
+            client_id: state.id,
+            in_multi: false,
+            effects,
         };
+        let outcome = execute(command, &mut ctx, state, shared);
+        invalidate_watches(
+            shared,
+            &effects.touched[touched..],
+            &effects.flushed[flushed..],
+        );
         let outcome = match outcome {
             Execution::Outcome(o) => o,
             Execution::Shutdown => {
                 shared.shutdown.trigger();
                 state.close_after_reply = true;
-                return Ok(());
+                return Step::Done;
             }
-            Execution::Reload => {
-                let reply = crate::server::debug_reload(&shared);
-                self.reply(state, reply);
-                return Ok(());
-            }
+            Execution::Reload => return Step::Reload,
             Execution::Replies(replies) => {
                 for r in replies {
                     self.reply(state, r);
                 }
-                Stats::call(&shared, spec.name, started, false);
-                return Ok(());
+                Stats::call(shared, spec.name, started, false);
+                return Step::Done;
             }
-        };
-        self.after_execute(state, &effects);
-        let outcome = match outcome {
-            Outcome::Block(request) => {
-                let mut effects = Effects::default();
-                let outcome = self.block(socket, state, request, &mut effects).await?;
-                self.after_execute(state, &effects);
-                self.hold_until_durable(effects.lsn);
-                outcome
-            }
-            other => other,
         };
         self.hold_until_durable(effects.lsn);
         match outcome {
             Outcome::Reply(reply) => {
-                Stats::call(&shared, spec.name, started, reply.is_error());
+                Stats::call(shared, spec.name, started, reply.is_error());
+                self.reply(state, reply);
+                Step::Done
+            }
+            Outcome::Block(request) => Step::Block(request, spec.name, started),
+            Outcome::Chunked(chunked) => {
+                Stats::call(shared, spec.name, started, false);
+                Step::Chunked(chunked)
+            }
+        }
+    }
+
+    /// The part of a request that waits: EXEC, DEBUG RELOAD, a blocked read, a chunked
+    /// reply. Runs with no engine lock held and the request's effects published.
+    async fn finish(
+        &mut self,
+        socket: &mut TcpStream,
+        state: &mut ClientState,
+        step: Step,
+    ) -> Result<(), Closed> {
+        let shared = self.shared.clone();
+        match step {
+            Step::Done => {}
+            Step::Exec => self.exec(socket, state).await?,
+            Step::Reload => {
+                let reply = crate::server::debug_reload(&shared);
                 self.reply(state, reply);
             }
-            Outcome::Chunked(mut chunked) => {
-                Stats::call(&shared, spec.name, started, false);
+            Step::Block(request, name, started) => {
+                let mut effects = Effects::default();
+                let outcome = self.block(socket, state, request, &mut effects).await?;
+                self.after_execute(state, &effects);
+                self.hold_until_durable(effects.lsn);
+                match outcome {
+                    Outcome::Reply(reply) => {
+                        Stats::call(&shared, name, started, reply.is_error());
+                        self.reply(state, reply);
+                    }
+                    // blocking::wait never returns anything else; answer as a timeout.
+                    _ => self.reply(state, Reply::NullArray),
+                }
+            }
+            Step::Chunked(mut chunked) => {
                 self.drain_pubsub(state);
                 loop {
                     let done = {
@@ -508,10 +588,6 @@ impl Conn {
                 if state.reply_mode != ReplyMode::On {
                     self.out.clear();
                 }
-            }
-            Outcome::Block(_) => {
-                // blocking::wait never returns Block; answer as a timeout.
-                self.reply(state, Reply::NullArray);
             }
         }
         Ok(())
@@ -648,7 +724,7 @@ impl Conn {
                     }
                 }
             }
-            invalidate_watches(&shared, &effects);
+            invalidate_watches(&shared, &effects.touched, &effects.flushed);
         }
         state.unwatch(&shared);
         Stats::call(&shared, "exec", Instant::now(), false);
@@ -735,6 +811,30 @@ impl Conn {
             reply.encode(state.proto, &mut self.out);
         }
     }
+}
+
+/// How [`Conn::run_batch`] stopped.
+enum Batch {
+    /// No complete request is buffered.
+    Idle,
+    /// The batch limit was reached, or effects were due: more requests may be buffered.
+    More,
+    /// The output must be written before executing more.
+    Flush,
+    /// The client is to be closed (after writing what is buffered).
+    Close,
+    /// A request has a part that waits.
+    Step(Step),
+    ParseError(crate::resp::ProtocolError),
+}
+
+/// What is left of a request after [`Conn::start`].
+enum Step {
+    Done,
+    Exec,
+    Reload,
+    Block(crate::blocking::BlockRequest, &'static str, Instant),
+    Chunked(Box<dyn cmd::ChunkedReply>),
 }
 
 /// What executing one parsed command did.
@@ -832,8 +932,8 @@ pub fn publish_effects(shared: &Shared, effects: &Effects) {
 
 /// Marks clients WATCHing any touched key (called with the engine lock held, so EXEC's check
 /// under the same lock sees it).
-pub fn invalidate_watches(shared: &Shared, effects: &Effects) {
-    if effects.touched.is_empty() && effects.flushed.is_empty() {
+pub fn invalidate_watches(shared: &Shared, touched: &[(Db, Bytes)], flushed: &[Db]) {
+    if touched.is_empty() && flushed.is_empty() {
         return;
     }
     let watches = lock(&shared.watches);
@@ -841,12 +941,12 @@ pub fn invalidate_watches(shared: &Shared, effects: &Effects) {
         return;
     }
     let mut dirty = Vec::new();
-    for key in &effects.touched {
+    for key in touched {
         if let Some(ids) = watches.get(key) {
             dirty.extend(ids.iter().copied());
         }
     }
-    for db in &effects.flushed {
+    for db in flushed {
         for ((wdb, _), ids) in watches.iter() {
             if wdb == db {
                 dirty.extend(ids.iter().copied());
@@ -871,7 +971,10 @@ impl Stats {
             .commands_processed
             .fetch_add(1, Ordering::Relaxed);
         let mut map = lock(&shared.stats.commands);
-        let row = map.entry(name.to_string()).or_default();
+        let row = match map.get_mut(name) {
+            Some(row) => row,
+            None => map.entry(name.to_string()).or_default(),
+        };
         row.calls += 1;
         row.usec += u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         if failed {

@@ -58,7 +58,7 @@ pub async fn run(shared: Arc<Shared>) {
                         crate::server::Stats::incr(&shared.stats.expired_keys);
                     }
                 }
-                crate::connection::invalidate_watches(&shared, &effects);
+                crate::connection::invalidate_watches(&shared, &effects.touched, &effects.flushed);
                 found
             };
             crate::connection::publish_effects(&shared, &effects);
