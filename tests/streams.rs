@@ -159,3 +159,61 @@ fn a_large_range_arrives_whole_and_in_order() {
         assert_eq!(line(&mut con, "xlen big"), Ok(Value::Int(5000)));
     }
 }
+
+/// Pipelined XADDs to one key are written as one batch; their replies (IDs, per-entry
+/// errors, parse errors between them, another key, a trimming XADD) must be exactly those
+/// of the same commands sent one at a time.
+#[test]
+fn pipelined_xadds_reply_as_if_sent_one_by_one() {
+    let server = Server::start();
+    let script: &[&str] = &[
+        "XADD a 5-1 f v",
+        "XADD a 5-1 f v",
+        "XADD a 0-0 f v",
+        "XADD a 5-* f v",
+        "XADD a 7 f v g w",
+        "XADD b 1 f v",
+        "XADD a 8 f",
+        "XADD a 9 f v",
+        "XLEN a",
+        "XADD a MAXLEN 2 10 f v",
+        "XADD a 11 f v",
+        "XADD a 11 f v",
+        "XRANGE a - +",
+        "XLEN b",
+    ];
+    let mut raw = server.raw();
+    let mut pipelined = Vec::new();
+    for line in script {
+        let words: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
+        let mut req = format!("*{}\r\n", words.len()).into_bytes();
+        for w in words {
+            req.extend_from_slice(format!("${}\r\n", w.len()).as_bytes());
+            req.extend_from_slice(w);
+            req.extend_from_slice(b"\r\n");
+        }
+        pipelined.extend_from_slice(&req);
+    }
+    raw.send(&pipelined);
+    let batched: Vec<String> = script.iter().map(|_| raw.reply()).collect();
+    assert_eq!(raw.cmd("FLUSHALL"), "+OK\r\n");
+    let one_by_one: Vec<String> = script.iter().map(|line| raw.cmd(line)).collect();
+    assert_eq!(batched, one_by_one);
+    assert_eq!(batched[0], "$3\r\n5-1\r\n");
+    assert!(
+        batched[1].starts_with("-ERR The ID specified in XADD is equal or smaller"),
+        "{}",
+        batched[1]
+    );
+    assert_eq!(batched[3], "$3\r\n5-2\r\n");
+    assert_eq!(batched[5], "$3\r\n1-0\r\n");
+    assert!(batched[6].starts_with("-ERR wrong number of arguments"));
+    assert_eq!(batched[8], ":4\r\n");
+    assert!(batched[11].starts_with("-ERR The ID specified in XADD is equal or smaller"));
+    assert!(
+        batched[12].starts_with("*3\r\n*2\r\n$3\r\n9-0\r\n"),
+        "{}",
+        batched[12]
+    );
+    assert_eq!(batched[13], ":1\r\n");
+}

@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::client::ClientHandle;
+use crate::cmd::stream::{write, StreamCommand};
 use crate::cmd::{self, Command, Ctx, Effects, Outcome};
 use crate::reply::{Protocol, Reply};
 use crate::resp::{Limits, Parser};
@@ -332,6 +333,8 @@ impl Conn {
         let mut engine = None;
         let mut effects = Effects::default();
         let mut executed = 0;
+        // Consecutive XADDs to one key, written together when the run ends.
+        let mut run = Vec::new();
         let batch = loop {
             if state.handle.is_killed() || shared.shutdown.is_triggered() {
                 break Batch::Close;
@@ -342,7 +345,27 @@ impl Conn {
                 Ok(None) => break Batch::Idle,
                 Err(e) => break Batch::ParseError(e),
             };
-            let step = self.start(&shared, state, args, &mut engine, &mut effects);
+            let parsed = match cmd::parse(&args) {
+                Ok((Command::Stream(StreamCommand::Add(add)), spec))
+                    if self.joins_xadd_run(&shared, state, &add, notify) =>
+                {
+                    if run.first().is_some_and(|r: &write::Add| r.key != add.key) {
+                        self.run_xadds(&shared, state, &mut run, &mut engine, &mut effects);
+                    }
+                    self.note_request(state, spec.name.as_bytes());
+                    run.push(add);
+                    executed += 1;
+                    if executed >= MAX_BATCH {
+                        break Batch::More;
+                    }
+                    continue;
+                }
+                other => other,
+            };
+            if !run.is_empty() {
+                self.run_xadds(&shared, state, &mut run, &mut engine, &mut effects);
+            }
+            let step = self.start(&shared, state, args, parsed, &mut engine, &mut effects);
             self.after_request(state);
             if !matches!(step, Step::Done) {
                 break Batch::Step(step);
@@ -360,9 +383,101 @@ impl Conn {
                 break Batch::More;
             }
         };
+        if !run.is_empty() {
+            self.run_xadds(&shared, state, &mut run, &mut engine, &mut effects);
+            self.after_request(state);
+        }
         drop(engine);
         self.after_execute(state, &effects);
         batch
+    }
+
+    /// Whether a parsed XADD may wait in a run: `start` would execute it at once (no
+    /// MULTI, authenticated, not in RESP2 subscribed mode, replies on), and nothing must
+    /// happen between it and the next command (trimming reads the stream; keyspace events
+    /// and blocked readers are served in command order).
+    fn joins_xadd_run(
+        &self,
+        shared: &Shared,
+        state: &ClientState,
+        add: &write::Add,
+        notify: bool,
+    ) -> bool {
+        state.multi.is_none()
+            && state.authenticated
+            && state.reply_mode == ReplyMode::On
+            && !state.subscribed_resp2()
+            && add.trim.is_none()
+            && !add.nomkstream
+            && !notify
+            && shared.blocking.blocked_clients() == 0
+    }
+
+    /// Executes a run of XADDs with one engine call and writes their replies in order.
+    fn run_xadds<'s>(
+        &mut self,
+        shared: &'s Arc<Shared>,
+        state: &mut ClientState,
+        run: &mut Vec<write::Add>,
+        engine: &mut Option<EngineGuard<'s>>,
+        effects: &mut Effects,
+    ) {
+        let run = std::mem::take(run);
+        let n = u32::try_from(run.len()).unwrap_or(u32::MAX).max(1);
+        let started = Instant::now();
+        let engine = engine.get_or_insert_with(|| shared.engine());
+        if let Some(why) = engine.stats().poisoned {
+            for _ in 0..run.len() {
+                Stats::rejected(shared, "xadd");
+                self.reply(state, cmd::misconf(&why));
+            }
+            return;
+        }
+        let now = now_ms();
+        let (touched, flushed) = (effects.touched.len(), effects.flushed.len());
+        if let Some(key) = run.first().map(|c| c.key.clone()) {
+            if crate::expiry::expire_if_needed(engine, state.db, &key, now, effects) {
+                crate::server::Stats::incr(&shared.stats.expired_keys);
+            }
+        }
+        let mut ctx = Ctx {
+            engine,
+            db: state.db,
+            now_ms: now,
+            client_id: state.id,
+            in_multi: false,
+            effects,
+        };
+        let replies = write::add_run(run, &mut ctx);
+        invalidate_watches(
+            shared,
+            &effects.touched[touched..],
+            &effects.flushed[flushed..],
+        );
+        self.hold_until_durable(effects.lsn);
+        let per_call = started.elapsed() / n;
+        for reply in replies {
+            Stats::call_took(shared, "xadd", per_call, reply.is_error());
+            self.reply(state, reply);
+        }
+    }
+
+    /// Per-request bookkeeping before execution: idle time, CLIENT LIST's `cmd`, and
+    /// subscribers waiting on earlier PUBLISHes (only a run of PUBLISHes defers them).
+    fn note_request(&self, state: &mut ClientState, name: &[u8]) {
+        state
+            .handle
+            .last_interaction_ms
+            .store(now_ms(), Ordering::Relaxed);
+        {
+            let mut info = lock(&state.handle.info);
+            info.last_cmd.clear();
+            info.last_cmd.push_str(&String::from_utf8_lossy(name));
+            info.last_cmd.make_ascii_lowercase();
+        }
+        if !(name.eq_ignore_ascii_case(b"publish") || name.eq_ignore_ascii_case(b"spublish")) {
+            state.pubsub.wake_subscribers();
+        }
     }
 
     /// Bookkeeping after each request: CLIENT LIST fields and the output class.
@@ -381,33 +496,18 @@ impl Conn {
         shared: &'s Arc<Shared>,
         state: &mut ClientState,
         args: Vec<Bytes>,
+        parsed: Result<(Command, &'static cmd::table::Spec), Reply>,
         engine: &mut Option<EngineGuard<'s>>,
         effects: &mut Effects,
     ) -> Step {
-        state
-            .handle
-            .last_interaction_ms
-            .store(now_ms(), Ordering::Relaxed);
         if state.reply_mode == ReplyMode::Skip {
             state.reply_mode = ReplyMode::Skipping;
         } else if state.reply_mode == ReplyMode::Skipping {
             state.reply_mode = ReplyMode::On;
         }
         let name = args.first().map_or(&[][..], |n| &n[..]);
-        let is_publish =
-            name.eq_ignore_ascii_case(b"publish") || name.eq_ignore_ascii_case(b"spublish");
-        {
-            let mut info = lock(&state.handle.info);
-            info.last_cmd.clear();
-            info.last_cmd.push_str(&String::from_utf8_lossy(name));
-            info.last_cmd.make_ascii_lowercase();
-        }
-        if !is_publish {
-            // Only a run of PUBLISHes defers its subscribers' wake-ups; anything else (which
-            // may wait) wakes them first.
-            state.pubsub.wake_subscribers();
-        }
-        let (command, spec) = match cmd::parse(&args) {
+        self.note_request(state, name);
+        let (command, spec) = match parsed {
             Ok(ok) => ok,
             Err(reply) => {
                 if let Some(multi) = state.multi.as_mut() {
@@ -966,6 +1066,10 @@ struct Stats;
 
 impl Stats {
     fn call(shared: &Shared, name: &str, started: Instant, failed: bool) {
+        Self::call_took(shared, name, started.elapsed(), failed);
+    }
+
+    fn call_took(shared: &Shared, name: &str, took: Duration, failed: bool) {
         shared
             .stats
             .commands_processed
@@ -976,7 +1080,7 @@ impl Stats {
             None => map.entry(name.to_string()).or_default(),
         };
         row.calls += 1;
-        row.usec += u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        row.usec += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         if failed {
             row.failed_calls += 1;
         }
