@@ -13,7 +13,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 ROUNDS=3
 DURATION=5
 MODES="always everysec no"
-ALL_WORKLOADS="xadd-p1 xadd-p16 xrange xrevrange xreadgroup xread-latency pubsub-1 pubsub-10 pubsub-100 pubsub-1000 pubsub-patterns pubsub-slow"
+ALL_WORKLOADS="xadd-p1 xadd-p16 xrange xrevrange xreadgroup xread-latency pubsub-1 pubsub-10 pubsub-100 pubsub-1000 pubsub-patterns pubsub-slow pubsub-1-paced pubsub-10-paced pubsub-100-paced pubsub-1000-paced"
 WORKLOADS="$ALL_WORKLOADS"
 MEM_COUNT=10000000
 MEM_MODE=everysec
@@ -35,6 +35,8 @@ Workloads (default: all): $ALL_WORKLOADS
   pubsub-N            N subscribers of one channel, 1 publisher, pipeline 16, 64-byte messages
   pubsub-patterns     10 subscribers + 10 pattern subscribers holding 1,000 patterns (3 match)
   pubsub-slow         pubsub-10 plus one subscriber that never reads
+  pubsub-N-paced      pubsub-N at a fixed 200,000 deliveries/s (200,000/N publishes/s), below
+                      both servers' capacity: latency at equal load, not at saturation
 Pub/sub keeps nothing on disk, so its workloads run in one mode only (everysec if listed).
 --quick = --rounds 3 --duration 2 --modes everysec --mem-count 1000000
           --workloads "xadd-p16 xrange xreadgroup xread-latency pubsub-10"
@@ -174,6 +176,9 @@ workload_args() {
     pubsub-100) echo "pubsub --subscribers 100 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
     pubsub-1000) echo "pubsub --subscribers 1000 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
     pubsub-patterns) echo "pubsub --subscribers 10 --psubscribers 10 --patterns 1000 --matching 3 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
+    pubsub-*-paced)
+      local n=${1#pubsub-}; n=${n%-paced}
+      echo "pubsub --subscribers $n --publishers 1 --pipeline 16 --message-size 64 --rate $((200000 / n)) --duration $d" ;;
     pubsub-slow) echo "pubsub --subscribers 10 --slow-subscribers 1 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
   esac
 }
