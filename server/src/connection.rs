@@ -326,10 +326,11 @@ impl Conn {
     /// ends early when either is due, so they go out in command order.
     fn run_batch(&mut self, state: &mut ClientState) -> Batch {
         let shared = self.shared.clone();
-        let notify = {
+        let notifying = || {
             let flags = &shared.config().notify_keyspace_events;
             flags.keyspace || flags.keyevent
         };
+        let mut notify = notifying();
         let mut engine = None;
         let mut effects = Effects::default();
         let mut executed = 0;
@@ -367,6 +368,8 @@ impl Conn {
             }
             let step = self.start(&shared, state, args, parsed, &mut engine, &mut effects);
             self.after_request(state);
+            // CONFIG SET may have changed it.
+            notify = notifying();
             if !matches!(step, Step::Done) {
                 break Batch::Step(step);
             }
