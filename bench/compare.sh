@@ -35,7 +35,7 @@ Workloads (default: all): $ALL_WORKLOADS
   pubsub-N            N subscribers of one channel, 1 publisher, pipeline 16, 64-byte messages
   pubsub-patterns     10 subscribers + 10 pattern subscribers holding 1,000 patterns (3 match)
   pubsub-slow         pubsub-10 plus one subscriber that never reads
-  pubsub-N-paced      pubsub-N at a fixed 200,000 deliveries/s (200,000/N publishes/s), below
+  pubsub-N-paced      pubsub-N at a fixed 100,000 deliveries/s (100,000/N publishes/s), below
                       both servers' capacity: latency at equal load, not at saturation
 Pub/sub keeps nothing on disk, so its workloads run in one mode only (everysec if listed).
 --quick = --rounds 3 --duration 2 --modes everysec --mem-count 1000000
@@ -178,7 +178,7 @@ workload_args() {
     pubsub-patterns) echo "pubsub --subscribers 10 --psubscribers 10 --patterns 1000 --matching 3 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
     pubsub-*-paced)
       local n=${1#pubsub-}; n=${n%-paced}
-      echo "pubsub --subscribers $n --publishers 1 --pipeline 16 --message-size 64 --rate $((200000 / n)) --duration $d" ;;
+      echo "pubsub --subscribers $n --publishers 1 --pipeline 16 --message-size 64 --rate $((100000 / n)) --duration $d" ;;
     pubsub-slow) echo "pubsub --subscribers 10 --slow-subscribers 1 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
   esac
 }
