@@ -62,6 +62,17 @@ fn append(c: &mut Criterion) {
                 d.wait(last).expect("durable");
             })
         });
+        // What the server does with a pipelined run of XADDs: one write for the run.
+        let run: Vec<(IdSpec, &[(Bytes, Bytes)])> =
+            (0..100).map(|_| (IdSpec::Auto, &f[..])).collect();
+        g.bench_function(format!("add_batch100/{}", policy.as_str()), |b| {
+            b.iter(|| {
+                let s = e.stream_mut(0, b"s").expect("stream");
+                let (ids, lsn) = s.add_batch(&run, 0).expect("add_batch");
+                assert!(ids.iter().all(Result::is_ok));
+                d.wait(lsn).expect("durable");
+            })
+        });
         e.close().expect("close");
     }
     g.finish();
