@@ -186,13 +186,7 @@ fn pipelined_xadds_reply_as_if_sent_one_by_one() {
     let mut pipelined = Vec::new();
     for line in script {
         let words: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
-        let mut req = format!("*{}\r\n", words.len()).into_bytes();
-        for w in words {
-            req.extend_from_slice(format!("${}\r\n", w.len()).as_bytes());
-            req.extend_from_slice(w);
-            req.extend_from_slice(b"\r\n");
-        }
-        pipelined.extend_from_slice(&req);
+        pipelined.extend_from_slice(&common::multibulk(&words));
     }
     raw.send(&pipelined);
     let batched: Vec<String> = script.iter().map(|_| raw.reply()).collect();

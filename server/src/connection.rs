@@ -436,27 +436,20 @@ impl Conn {
             }
             return;
         }
-        let now = now_ms();
-        let (touched, flushed) = (effects.touched.len(), effects.flushed.len());
-        if let Some(key) = run.first().map(|c| c.key.clone()) {
-            if crate::expiry::expire_if_needed(engine, state.db, &key, now, effects) {
-                crate::server::Stats::incr(&shared.stats.expired_keys);
+        let replies = in_ctx(shared, (state.db, state.id), engine, effects, |ctx| {
+            if let Some(key) = run.first().map(|c| c.key.clone()) {
+                if crate::expiry::expire_if_needed(
+                    ctx.engine,
+                    ctx.db,
+                    &key,
+                    ctx.now_ms,
+                    ctx.effects,
+                ) {
+                    crate::server::Stats::incr(&shared.stats.expired_keys);
+                }
             }
-        }
-        let mut ctx = Ctx {
-            engine,
-            db: state.db,
-            now_ms: now,
-            client_id: state.id,
-            in_multi: false,
-            effects,
-        };
-        let replies = write::add_run(run, &mut ctx);
-        invalidate_watches(
-            shared,
-            &effects.touched[touched..],
-            &effects.flushed[flushed..],
-        );
+            write::add_run(run, ctx)
+        });
         self.hold_until_durable(effects.lsn);
         let per_call = started.elapsed() / n;
         for reply in replies {
@@ -597,23 +590,11 @@ impl Conn {
                 return Step::Done;
             }
         }
-        let now = now_ms();
-        let (touched, flushed) = (effects.touched.len(), effects.flushed.len());
-        expire_keys(shared, engine, state.db, spec, &args, now, effects);
-        let mut ctx = Ctx {
-            engine,
-            db: state.db,
-            now_ms: now,
-            client_id: state.id,
-            in_multi: false,
-            effects,
-        };
-        let outcome = execute(command, &mut ctx, state, shared);
-        invalidate_watches(
-            shared,
-            &effects.touched[touched..],
-            &effects.flushed[flushed..],
-        );
+        let (db, id) = (state.db, state.id);
+        let outcome = in_ctx(shared, (db, id), engine, effects, |ctx| {
+            expire_keys(shared, ctx.engine, db, spec, &args, ctx.now_ms, ctx.effects);
+            execute(command, ctx, state, shared)
+        });
         let outcome = match outcome {
             Execution::Outcome(o) => o,
             Execution::Shutdown => {
@@ -998,6 +979,34 @@ pub fn key_args<'a>(spec: &cmd::table::Spec, args: &'a [Bytes]) -> Vec<&'a Bytes
         .step_by(spec.step as usize)
         .filter_map(|i| args.get(i))
         .collect()
+}
+
+/// Runs `f` (lazy expiry and one command, outside MULTI) with a context over the locked
+/// engine for client `(db, id)`, then marks the clients WATCHing what it touched, under the
+/// same lock so that a later EXEC sees it.
+fn in_ctx<R>(
+    shared: &Shared,
+    (db, client_id): (Db, u64),
+    engine: &mut sluice_engine::Engine,
+    effects: &mut Effects,
+    f: impl FnOnce(&mut Ctx) -> R,
+) -> R {
+    let (touched, flushed) = (effects.touched.len(), effects.flushed.len());
+    let mut ctx = Ctx {
+        engine,
+        db,
+        now_ms: now_ms(),
+        client_id,
+        in_multi: false,
+        effects,
+    };
+    let result = f(&mut ctx);
+    invalidate_watches(
+        shared,
+        &effects.touched[touched..],
+        &effects.flushed[flushed..],
+    );
+    result
 }
 
 /// Lazy expiry: removes the request's keys whose deadline has passed before the command

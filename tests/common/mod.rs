@@ -183,6 +183,17 @@ fn wait_for_ping(port: u16, child: &mut Child) -> bool {
     false
 }
 
+/// A command as a RESP multibulk request.
+pub fn multibulk(words: &[&[u8]]) -> Vec<u8> {
+    let mut req = format!("*{}\r\n", words.len()).into_bytes();
+    for w in words {
+        req.extend_from_slice(format!("${}\r\n", w.len()).as_bytes());
+        req.extend_from_slice(w);
+        req.extend_from_slice(b"\r\n");
+    }
+    req
+}
+
 /// A raw TCP connection: send exact bytes, read exact replies.
 pub struct Raw {
     pub stream: TcpStream,
@@ -207,13 +218,7 @@ impl Raw {
 
     /// Sends a command as a multibulk request.
     pub fn send_cmd(&mut self, words: &[&[u8]]) {
-        let mut req = format!("*{}\r\n", words.len()).into_bytes();
-        for w in words {
-            req.extend_from_slice(format!("${}\r\n", w.len()).as_bytes());
-            req.extend_from_slice(w);
-            req.extend_from_slice(b"\r\n");
-        }
-        self.send(&req);
+        self.send(&multibulk(words));
     }
 
     /// Sends a command (words split on spaces) and returns its raw reply.
