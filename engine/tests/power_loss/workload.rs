@@ -417,9 +417,19 @@ pub fn step(engine: &mut Engine, h: &mut History, rng: &mut StdRng) -> Result<()
             (lsn, None)
         }
         (Plan::Add(fields), Some(stream)) => {
-            let (id, lsn) = stream
-                .add(IdSpec::Auto, fields, now)
-                .map_err(|e| fail(format!("add: {e}"), &plan))?;
+            // Adds with an even payload size go through `add_batch`, the server's path for
+            // pipelined XADDs (one entry here: the model knows one add per operation).
+            let even = fields.iter().map(|(_, v)| v.len()).sum::<usize>() % 2 == 0;
+            let (id, lsn) = if even {
+                stream
+                    .add_batch(&[(IdSpec::Auto, fields.as_slice())], now)
+                    .and_then(|(mut ids, lsn)| Ok((ids.remove(0)?, lsn)))
+                    .map_err(|e| fail(format!("add_batch: {e}"), &plan))?
+            } else {
+                stream
+                    .add(IdSpec::Auto, fields, now)
+                    .map_err(|e| fail(format!("add: {e}"), &plan))?
+            };
             if id <= st.last_id {
                 return Err(fail(
                     format!("add returned {id}, not above {}", st.last_id),
