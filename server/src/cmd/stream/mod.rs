@@ -13,9 +13,6 @@ pub mod info;
 pub mod read;
 pub mod write;
 
-#[cfg(test)]
-mod redis_diff;
-
 /// Helpers shared by the parsing tests of the stream command modules.
 #[cfg(test)]
 mod testutil {
