@@ -5,7 +5,7 @@
 #
 # Usage: bench/compare.sh [--quick] [--rounds N] [--duration S] [--modes "always everysec no"]
 #          [--workloads "xadd-p1 xadd-p16 ..."] [--mem-count N] [--skip-memory]
-#          [--redis-only | --sluice-bin PATH] [--out DIR] [--port-base P]
+#          [--redis-only | --sluice-bin PATH] [--out DIR] [--port-base P] [--pin]
 # Run bench/compare.sh --help for the workload names. Only 127.0.0.1 is ever a target.
 set -euo pipefail
 
@@ -22,6 +22,7 @@ REDIS_ONLY=0
 PORT_BASE=7301
 OUT=""
 SLUICE_BIN=""
+PIN=0
 
 usage() {
   sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
@@ -38,6 +39,8 @@ Workloads (default: all): $ALL_WORKLOADS
   pubsub-N-paced      pubsub-N at a fixed 100,000 deliveries/s (100,000/N publishes/s), below
                       both servers' capacity: latency at equal load, not at saturation
 Pub/sub keeps nothing on disk, so its workloads run in one mode only (everysec if listed).
+--pin: servers on CPU 0 (Sluice with one tokio worker thread), the load tool on CPU 1, so
+      both servers get one core and never compete with the load tool (needs 2+ CPUs).
 --quick = --rounds 3 --duration 2 --modes everysec --mem-count 1000000
           --workloads "xadd-p16 xrange xreadgroup xread-latency pubsub-10"
 EOF
@@ -59,6 +62,7 @@ while [ $# -gt 0 ]; do
     --sluice-bin) SLUICE_BIN="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --port-base) PORT_BASE="$2"; shift ;;
+    --pin) PIN=1 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -97,7 +101,15 @@ fi
 log "building sluice-server and sluice-load (release)"
 cd "$ROOT"
 cargo build --release -q -p sluice-bench --bin sluice-load
-LOAD="$ROOT/target/release/sluice-load"
+LOAD_BIN="$ROOT/target/release/sluice-load"
+# With --pin the servers run on CPU 0 and the load tool on CPU 1.
+SERVER_CPU=()
+if [ "$PIN" = 1 ]; then
+  SERVER_CPU=(taskset -c 0)
+  LOAD() { taskset -c 1 "$LOAD_BIN" "$@"; }
+else
+  LOAD() { "$LOAD_BIN" "$@"; }
+fi
 SLUICE="${SLUICE_BIN:-$ROOT/target/release/sluice-server}"
 if [ "$REDIS_ONLY" = 0 ] && [ -n "$SLUICE_BIN" ]; then
   [ -x "$SLUICE" ] || { log "no executable $SLUICE: Redis-only run"; REDIS_ONLY=1; }
@@ -130,10 +142,12 @@ start_server() {
   if [ "$kind" = redis ]; then
     local persist=(--appendonly no)
     [ "$mode" != no ] && persist=(--appendonly yes --appendfsync "$mode")
-    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' "${persist[@]}" \
+    "${SERVER_CPU[@]}" redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' "${persist[@]}" \
       --daemonize no --logfile "$dir/redis.log" >/dev/null 2>&1 &
   else
-    "$SLUICE" --port "$port" --bind 127.0.0.1 --dir "$dir" --appendfsync "$mode" \
+    local threads=()
+    [ "$PIN" = 1 ] && threads=(env TOKIO_WORKER_THREADS=1)
+    "${threads[@]}" "${SERVER_CPU[@]}" "$SLUICE" --port "$port" --bind 127.0.0.1 --dir "$dir" --appendfsync "$mode" \
       >"$dir.log" 2>&1 &
   fi
   echo $!
@@ -158,7 +172,7 @@ wait_ready() {
     sleep 0.2
     kill -0 "$3" 2>/dev/null || return 1
   fi
-  "$LOAD" --port "$1" wait-ready --timeout "${2:-30}" >/dev/null 2>&1
+  LOAD --port "$1" wait-ready --timeout "${2:-30}" >/dev/null 2>&1
 }
 
 # workload_args NAME: the sluice-load arguments of a named workload.
@@ -208,7 +222,7 @@ for mode in $MODES; do
       for s in $SERVERS; do
         log "mode=$mode $w round $round/$ROUNDS on $s"
         # shellcheck disable=SC2046
-        if ! "$LOAD" --port "${PORT[$s]}" --tag "case=$w" --tag "server=$s" --tag "mode=$mode" \
+        if ! LOAD --port "${PORT[$s]}" --tag "case=$w" --tag "server=$s" --tag "mode=$mode" \
             --tag "round=$round" $(workload_args "$w") >>"$RAW" 2>>"$OUT/errors.txt"; then
           log "  failed (see $OUT/errors.txt)"
         fi
@@ -245,7 +259,7 @@ if [ "$SKIP_MEMORY" = 0 ]; then
     pid=$(start_server "$s" "$MEM_MODE" "$port" "$dir"); PIDS+=("$pid")
     wait_ready "$port" 30 "$pid" || { log "$s did not start for the memory test"; continue; }
     log "memory: $MEM_COUNT XADDs into $s ($MEM_MODE)"
-    "$LOAD" --port "$port" --tag "case=memory-fill" --tag "server=$s" --tag "mode=$MEM_MODE" \
+    LOAD --port "$port" --tag "case=memory-fill" --tag "server=$s" --tag "mode=$MEM_MODE" \
       --tag round=1 xadd --clients 50 --pipeline 64 --requests "$MEM_COUNT" --duration 3600 \
       --fields 1 --field-size 1 --value-size 16 --key bench:mem >>"$RAW" 2>>"$OUT/errors.txt"
     sleep 2 # let everysec / background work settle before measuring
@@ -262,7 +276,7 @@ if [ "$SKIP_MEMORY" = 0 ]; then
       [ -d "$OUT/mem-$s" ] || continue
       sync; t0=$(date +%s%N)
       pid=$(start_server "$s" "$MEM_MODE" "$port" "$OUT/mem-$s"); PIDS+=("$pid")
-      if "$LOAD" --port "$port" --tag case=startup --tag "server=$s" --tag "mode=$MEM_MODE" \
+      if LOAD --port "$port" --tag case=startup --tag "server=$s" --tag "mode=$MEM_MODE" \
           --tag "round=$round" wait-ready --since-unix-ns "$t0" --timeout 1800 \
           --xlen-key bench:mem >>"$RAW" 2>>"$OUT/errors.txt"; then
         fig startup "$s" "$round" rss_after_start_mib "$(( $(rss_kib "$pid") / 1024 ))"
