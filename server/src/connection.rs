@@ -366,10 +366,13 @@ impl Conn {
             if !run.is_empty() {
                 self.run_xadds(&shared, state, &mut run, &mut engine, &mut effects);
             }
+            let config = parsed.as_ref().is_ok_and(|(_, spec)| spec.name == "config");
             let step = self.start(&shared, state, args, parsed, &mut engine, &mut effects);
             self.after_request(state);
-            // CONFIG SET may have changed it.
-            notify = notifying();
+            if config {
+                // CONFIG SET may have changed notify-keyspace-events.
+                notify = notifying();
+            }
             if !matches!(step, Step::Done) {
                 break Batch::Step(step);
             }
