@@ -402,7 +402,13 @@ fn subscriber_that_never_reads_is_cut_off_alone() {
     fast.cmd(&["SUBSCRIBE", "flood"]);
     let mut publisher = Raw::connect(server.port);
     let payload = "x".repeat(16 * 1024);
-    let total = 2000; // 32 MiB: far beyond what the kernel buffers for the slow reader.
+    // 32 MiB: far beyond what the kernel buffers for the slow reader.
+    let total = 2000;
+    // The publisher stays at most 8 messages (128 KiB) ahead of the fast reader, so that only
+    // the subscriber that never reads can reach the 256 KiB limit, however the test threads
+    // are scheduled (PUBLISH answers before delivery, so an unpaced publisher can outrun a
+    // reader that is descheduled for a moment).
+    let (read_tx, read_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         for i in 0..total {
             let V::Array(items) = fast.read() else {
@@ -413,11 +419,19 @@ fn subscriber_that_never_reads_is_cut_off_alone() {
                 items[2],
                 V::Bulk(format!("{i}:{}", "x".repeat(16 * 1024)).into_bytes())
             );
+            let _ = read_tx.send(i);
         }
         fast
     });
     let mut counts = Vec::new();
+    let mut fast_has = 0;
     for i in 0..total {
+        while fast_has + 8 < i {
+            fast_has = read_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the fast subscriber stopped receiving")
+                + 1;
+        }
         let V::Int(n) = publisher.cmd(&["PUBLISH", "flood", &format!("{i}:{payload}")]) else {
             panic!("PUBLISH failed")
         };
