@@ -439,20 +439,26 @@ impl Conn {
             }
             return;
         }
-        let replies = in_ctx(shared, (state.db, state.id), engine, effects, |ctx| {
-            if let Some(key) = run.first().map(|c| c.key.clone()) {
-                if crate::expiry::expire_if_needed(
-                    ctx.engine,
-                    ctx.db,
-                    &key,
-                    ctx.now_ms,
-                    ctx.effects,
-                ) {
-                    crate::server::Stats::incr(&shared.stats.expired_keys);
+        let replies = in_ctx(
+            shared,
+            (state.db, state.id, false),
+            engine,
+            effects,
+            |ctx| {
+                if let Some(key) = run.first().map(|c| c.key.clone()) {
+                    if crate::expiry::expire_if_needed(
+                        ctx.engine,
+                        ctx.db,
+                        &key,
+                        ctx.now_ms,
+                        ctx.effects,
+                    ) {
+                        crate::server::Stats::incr(&shared.stats.expired_keys);
+                    }
                 }
-            }
-            write::add_run(run, ctx)
-        });
+                write::add_run(run, ctx)
+            },
+        );
         self.hold_until_durable(effects.lsn);
         let per_call = started.elapsed() / n;
         for reply in replies {
@@ -594,7 +600,7 @@ impl Conn {
             }
         }
         let (db, id) = (state.db, state.id);
-        let outcome = in_ctx(shared, (db, id), engine, effects, |ctx| {
+        let outcome = in_ctx(shared, (db, id, false), engine, effects, |ctx| {
             expire_keys(shared, ctx.engine, db, spec, &args, ctx.now_ms, ctx.effects);
             execute(command, ctx, state, shared)
         });
@@ -753,31 +759,35 @@ impl Conn {
             crate::reply::encode_array_header(&mut body, multi.queued.len());
             for (command, spec, args) in multi.queued {
                 let started = Instant::now();
-                let now = now_ms();
-                expire_keys(
+                let execution = in_ctx(
                     &shared,
+                    (state.db, state.id, true),
                     &mut engine,
-                    state.db,
-                    spec,
-                    &args,
-                    now,
                     &mut effects,
+                    |ctx| {
+                        expire_keys(
+                            &shared,
+                            ctx.engine,
+                            ctx.db,
+                            spec,
+                            &args,
+                            ctx.now_ms,
+                            ctx.effects,
+                        );
+                        match &poisoned {
+                            Some(why) if spec.flags.contains(&"write") => Err(cmd::misconf(why)),
+                            _ => Ok(execute(command, ctx, state, &shared)),
+                        }
+                    },
                 );
-                if spec.flags.contains(&"write") {
-                    if let Some(why) = &poisoned {
-                        cmd::misconf(why).encode(state.proto, &mut body);
+                let execution = match execution {
+                    Ok(execution) => execution,
+                    Err(refused) => {
+                        refused.encode(state.proto, &mut body);
                         continue;
                     }
-                }
-                let mut ctx = Ctx {
-                    engine: &mut engine,
-                    db: state.db,
-                    now_ms: now,
-                    client_id: state.id,
-                    in_multi: true,
-                    effects: &mut effects,
                 };
-                match execute(command, &mut ctx, state, &shared) {
+                match execution {
                     Execution::Outcome(Outcome::Reply(r)) => {
                         Stats::call(&shared, spec.name, started, r.is_error());
                         r.encode(state.proto, &mut body);
@@ -811,7 +821,6 @@ impl Conn {
                     }
                 }
             }
-            invalidate_watches(&shared, &effects.touched, &effects.flushed);
         }
         state.unwatch(&shared);
         Stats::call(&shared, "exec", Instant::now(), false);
@@ -984,12 +993,12 @@ pub fn key_args<'a>(spec: &cmd::table::Spec, args: &'a [Bytes]) -> Vec<&'a Bytes
         .collect()
 }
 
-/// Runs `f` (lazy expiry and one command, outside MULTI) with a context over the locked
-/// engine for client `(db, id)`, then marks the clients WATCHing what it touched, under the
-/// same lock so that a later EXEC sees it.
+/// Runs `f` (lazy expiry and one command) with a context over the locked engine for client
+/// `(db, id, in_multi)`, then marks the clients WATCHing what it touched, under the same lock
+/// so that a later EXEC sees it.
 fn in_ctx<R>(
     shared: &Shared,
-    (db, client_id): (Db, u64),
+    (db, client_id, in_multi): (Db, u64, bool),
     engine: &mut sluice_engine::Engine,
     effects: &mut Effects,
     f: impl FnOnce(&mut Ctx) -> R,
@@ -1000,7 +1009,7 @@ fn in_ctx<R>(
         db,
         now_ms: now_ms(),
         client_id,
-        in_multi: false,
+        in_multi,
         effects,
     };
     let result = f(&mut ctx);
