@@ -567,8 +567,13 @@ impl Stream {
                     segs.pop();
                     continue;
                 }
-                if segs.len() == 1 && found.is_none_or(|m| m.durable == 0) && rep.records == 0 {
-                    // Creation never completed.
+                if segs.len() == 1
+                    && found.is_none_or(|m| m.durable == 0)
+                    && rep.records == 0
+                    && rep.corruptions.is_empty()
+                {
+                    // Creation never completed. (A header that replay found written whole
+                    // and damaged since is corruption: it is kept and reported below.)
                     return Ok(None);
                 }
                 report.corruptions.push(format!(
