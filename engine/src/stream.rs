@@ -217,6 +217,42 @@ fn inclusive(start: Bound<StreamId>, end: Bound<StreamId>) -> Option<(StreamId, 
     (lo <= hi).then_some((lo, hi))
 }
 
+/// The ID XADD assigns after `last` for `spec`, or why it cannot.
+fn next_id_after(last: StreamId, spec: IdSpec, now_ms: u64) -> Result<StreamId> {
+    if last == StreamId::MAX {
+        return Err(Error::IdExhausted);
+    }
+    let id = match spec {
+        IdSpec::Auto => {
+            if now_ms > last.ms {
+                StreamId::new(now_ms, 0)
+            } else {
+                last.next().ok_or(Error::IdExhausted)?
+            }
+        }
+        IdSpec::AutoSeq(ms) => {
+            if ms == last.ms {
+                if last.seq == u64::MAX {
+                    return Err(Error::IdTooSmall);
+                }
+                StreamId::new(ms, last.seq + 1)
+            } else {
+                StreamId::new(ms, 0)
+            }
+        }
+        IdSpec::Explicit(id) => {
+            if id == StreamId::MIN {
+                return Err(Error::IdZero);
+            }
+            id
+        }
+    };
+    if id <= last {
+        return Err(Error::IdTooSmall);
+    }
+    Ok(id)
+}
+
 impl Stream {
     pub(crate) fn assemble(
         dir: PathBuf,
@@ -433,55 +469,21 @@ impl Stream {
         self.scratch = buf;
         let (offset, lsn) = result?;
         for (id, at) in placed {
-            self.tail.data.index.note_entry(id, offset + at);
-            if self.state.length == 0 {
-                *lock(&self.first_cache) = Some(id);
-            }
-            self.state.last_id = id;
-            self.state.entries_added = self.state.entries_added.saturating_add(1);
-            self.state.length = self.state.length.saturating_add(1);
+            self.note_added(id, offset + at);
         }
         Ok((results, lsn))
     }
-}
 
-/// The ID XADD assigns after `last` for `spec`, or why it cannot.
-fn next_id_after(last: StreamId, spec: IdSpec, now_ms: u64) -> Result<StreamId> {
-    if last == StreamId::MAX {
-        return Err(Error::IdExhausted);
+    /// Brings the index and the state up to an entry just written at `offset` of the tail.
+    fn note_added(&mut self, id: StreamId, offset: u64) {
+        self.tail.data.index.note_entry(id, offset);
+        if self.state.length == 0 {
+            *lock(&self.first_cache) = Some(id);
+        }
+        self.state.last_id = id;
+        self.state.entries_added = self.state.entries_added.saturating_add(1);
+        self.state.length = self.state.length.saturating_add(1);
     }
-    let id = match spec {
-        IdSpec::Auto => {
-            if now_ms > last.ms {
-                StreamId::new(now_ms, 0)
-            } else {
-                last.next().ok_or(Error::IdExhausted)?
-            }
-        }
-        IdSpec::AutoSeq(ms) => {
-            if ms == last.ms {
-                if last.seq == u64::MAX {
-                    return Err(Error::IdTooSmall);
-                }
-                StreamId::new(ms, last.seq + 1)
-            } else {
-                StreamId::new(ms, 0)
-            }
-        }
-        IdSpec::Explicit(id) => {
-            if id == StreamId::MIN {
-                return Err(Error::IdZero);
-            }
-            id
-        }
-    };
-    if id <= last {
-        return Err(Error::IdTooSmall);
-    }
-    Ok(id)
-}
-
-impl Stream {
     /// XADD. `fields` must be non-empty (the server checks arity).
     pub fn add(
         &mut self,
@@ -504,13 +506,7 @@ impl Stream {
         let result = self.append_record(&buf, id);
         self.scratch = buf;
         let (offset, lsn) = result?;
-        self.tail.data.index.note_entry(id, offset);
-        if self.state.length == 0 {
-            *lock(&self.first_cache) = Some(id);
-        }
-        self.state.last_id = id;
-        self.state.entries_added = self.state.entries_added.saturating_add(1);
-        self.state.length = self.state.length.saturating_add(1);
+        self.note_added(id, offset);
         Ok((id, lsn))
     }
 
