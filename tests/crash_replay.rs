@@ -7,8 +7,8 @@
 //! - `SLUICE_SEED=N` reproduces a run (every random choice derives from it; thread timing
 //!   still varies, so a seed replays the same workload and kill times, not the same interleaving).
 //! - `SLUICE_SOAK_CYCLES=N` / `SLUICE_SOAK_SECS=N` run a long soak (default: 50 cycles).
-//! - `SLUICE_CRASH_FSYNC=always|everysec|no|mixed` (default `always`): the server's fsync
-//!   policy (`mixed`: chosen per restart). A SIGKILL keeps the page cache, so every policy
+//! - `SLUICE_CRASH_FSYNC=always|everysec|no|mixed` (default `mixed`, `always` against
+//!   Redis): the server's fsync policy (`mixed`: chosen per restart). A SIGKILL keeps the page cache, so every policy
 //!   must keep every acknowledged write here; power loss is `engine/tests/power_loss.rs`' job.
 //! - `SLUICE_CRASH_KEEP=1` keeps the data directory and server log of a passing run too.
 //! - `SLUICE_CRASH_TARGET=redis` runs the same test against Debian's `redis-server` with an
@@ -82,12 +82,18 @@ impl Config {
         } else {
             DEFAULT_CYCLES
         });
+        let target = Target::from_env();
         Config {
             seed,
             cycles,
             deadline: secs.map(Duration::from_secs),
-            target: Target::from_env(),
-            fsync: std::env::var("SLUICE_CRASH_FSYNC").unwrap_or_else(|_| "always".into()),
+            target,
+            // Sluice: every policy, one per restart (`everysec` and `no` buffer appends
+            // until the reply, `always` does not). Redis: only `always` keeps them all.
+            fsync: std::env::var("SLUICE_CRASH_FSYNC").unwrap_or_else(|_| match target {
+                Target::Redis => "always".into(),
+                _ => "mixed".into(),
+            }),
         }
     }
 }

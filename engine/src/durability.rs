@@ -15,6 +15,7 @@ use std::{
 
 use crate::{
     io::{VFile, Vfs},
+    write_behind::WriteBehind,
     Error, FsyncPolicy, Lsn, Result,
 };
 
@@ -40,6 +41,8 @@ pub struct Durability {
     bytes_written: AtomicU64,
     /// Invalid records (CRC or framing) that reads skipped instead of serving.
     corrupt_skipped: AtomicU64,
+    /// Tail appends buffered until the server replies (see [`crate::write_behind`]).
+    write_behind: WriteBehind,
 }
 
 #[derive(Default)]
@@ -82,6 +85,7 @@ impl Durability {
             fsyncs: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
             corrupt_skipped: AtomicU64::new(0),
+            write_behind: WriteBehind::default(),
         })
     }
 
@@ -115,6 +119,12 @@ impl Durability {
     /// Called from the sync thread after each completed fsync round with the new durable Lsn.
     pub fn set_listener(&self, listener: Box<dyn Fn(Lsn) + Send + Sync>) {
         *lock(&self.listener) = Some(Arc::from(listener));
+    }
+
+    /// Buffered tail appends (write-behind): the server compares [`WriteBehind::appended`]
+    /// with [`WriteBehind::written`] to know whether it must flush before replying.
+    pub fn write_behind(&self) -> &WriteBehind {
+        &self.write_behind
     }
 
     /// The reason writes are refused, after a failed fsync or write.
@@ -233,6 +243,9 @@ impl Durability {
     pub fn sync_now(&self) -> Result<Lsn> {
         let _round = lock(&self.round);
         self.check()?;
+        // Buffered appends are normally written before the server replies; write any
+        // still waiting so a round covers everything appended before it.
+        self.write_behind.flush_listed(self)?;
         let (target, files, dirs) = {
             let mut inner = lock(&self.inner);
             let files: Vec<_> = inner.files.drain().map(|(_, f)| f).collect();
@@ -271,6 +284,7 @@ impl Durability {
         inner.last_lsn > self.synced.load(Ordering::Acquire)
             || !inner.files.is_empty()
             || !inner.dirs.is_empty()
+            || self.write_behind.has_dirty()
     }
 
     /// Starts the background sync thread (group commit for `always`, 1 s for `everysec`).

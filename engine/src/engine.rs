@@ -331,6 +331,7 @@ impl Engine {
     /// Makes everything written so far durable (fsync), e.g. for SHUTDOWN and DEBUG RELOAD.
     pub fn sync_all(&mut self) -> Result<()> {
         self.ctx.durability.check()?;
+        self.flush_writes()?;
         for db in &mut self.dbs {
             for keyed in db.streams.values_mut() {
                 keyed.stream.sync()?;
@@ -354,9 +355,34 @@ impl Engine {
         self.ctx.durability.policy()
     }
 
-    pub fn set_fsync_policy(&mut self, policy: FsyncPolicy) {
+    /// Changes the policy. Buffered appends are written first, so a write made under the
+    /// old policy is never covered by the new one's promise without being in the file.
+    pub fn set_fsync_policy(&mut self, policy: FsyncPolicy) -> Result<()> {
+        self.flush_writes()?;
         self.options.fsync = policy;
         self.ctx.durability.set_policy(policy);
+        Ok(())
+    }
+
+    /// Lets appends under `everysec` and `no` wait in memory until [`Engine::flush_writes`]
+    /// (write-behind, see [`crate::write_behind`]). Off by default: every append is then in
+    /// the file when its call returns. Whoever turns it on must flush before acknowledging.
+    pub fn set_write_behind(&mut self, on: bool) -> Result<()> {
+        if !on {
+            self.flush_writes()?;
+        }
+        self.ctx.durability.write_behind().set_enabled(on);
+        Ok(())
+    }
+
+    /// Writes every buffered append to its file (one `pwrite` per stream) and returns the
+    /// Lsn of the last write so far: under `always`, a reply that reflects the buffered
+    /// appends waits for it. Advances [`crate::write_behind::WriteBehind::written`].
+    pub fn flush_writes(&mut self) -> Result<Lsn> {
+        let d = &self.ctx.durability;
+        let covered = d.write_behind().flush_all(d)?;
+        d.write_behind().mark_written(covered);
+        Ok(d.last_lsn())
     }
 
     pub fn stats(&self) -> EngineStats {

@@ -79,6 +79,10 @@
 //!
 //! # Durability contract
 //! Every write is a `pwrite` into the page cache before the call returns; an Lsn marks it.
+//! The one exception is opt-in: with [`Engine::set_write_behind`] (the server turns it on)
+//! and a policy other than `always`, tail appends wait in memory until
+//! [`Engine::flush_writes`], which the server calls before replying, or until anything
+//! reads, seals or syncs them ([`write_behind`]). The table holds for what was flushed.
 //! A sync round (the `sluice-sync` thread, [`Durability::sync_now`], `sync_all`, `close`)
 //! fsyncs every file and directory dirtied up to some Lsn L, then publishes L.
 //!
@@ -176,6 +180,7 @@ mod record;
 mod recovery;
 mod segment;
 mod stream;
+pub mod write_behind;
 
 pub use durability::Durability;
 pub use engine::Engine;

@@ -32,7 +32,9 @@ use crate::{
         self, Control, DeleteTarget, EntryRef, LogPos, StreamState, STATE_DELETED, STATE_OFFSET,
     },
     segment::{self, RawRecord, SegmentData, View},
-    Direction, Entry, Error, IdSpec, Lsn, Result, StreamId, StreamMeta, TrimSpec, TrimStrategy,
+    write_behind::TailWrites,
+    Direction, Entry, Error, FsyncPolicy, IdSpec, Lsn, Result, StreamId, StreamMeta, TrimSpec,
+    TrimStrategy,
 };
 
 /// Deletes whose flag is still unwritten beyond this count are forced out with an fsync of
@@ -107,8 +109,9 @@ pub struct Stream {
     /// Segments holding flag writes not yet fsync'd (synced before a roll).
     pub(crate) flag_dirty: BTreeSet<u64>,
     pub(crate) meta: MetaFile,
-    /// `(lsn, tail, offset)`: once `lsn` is fsync'd, `offset` of segment `tail` is durable.
-    pub(crate) meta_candidate: Option<(Lsn, u64, u64)>,
+    /// The tail's file writes: buffered appends (write-behind) and the meta file's next
+    /// durable offset.
+    pub(crate) writes: Arc<TailWrites>,
     /// `(tail, written)` of the last tail index file saved by `sync`.
     pub(crate) tail_index_saved: Option<(u64, u64)>,
     /// Clock for the sealed segments' LRU.
@@ -263,6 +266,7 @@ impl Stream {
         meta: MetaFile,
     ) -> Stream {
         let groups = Stream::empty_groups(&ctx, &dir);
+        let writes = TailWrites::new(tail.data.file.clone(), tail.number);
         Stream {
             groups,
             dir,
@@ -274,7 +278,7 @@ impl Stream {
             pending_min_lsn: None,
             flag_dirty: BTreeSet::new(),
             meta,
-            meta_candidate: None,
+            writes,
             tail_index_saved: None,
             use_tick: AtomicU64::new(0),
             first_cache: Mutex::new(None),
@@ -522,21 +526,18 @@ impl Stream {
             .data
             .ensure_allocated(offset + len)
             .map_err(|e| Error::io("allocate segment space", e))?;
-        if let Err(e) = self.tail.data.file.write_all_at(rec, offset) {
-            // Best effort: zero what a short write may have left, so a record the caller
-            // was told failed cannot be found whole by recovery.
-            let _ = self
-                .tail
-                .data
-                .file
-                .write_all_at(&vec![0u8; rec.len()], offset);
-            return Err(self.ctx.durability.write_failed("append to a segment", e));
-        }
+        let d = &self.ctx.durability;
+        let lsn = if d.write_behind().enabled() && d.policy() != FsyncPolicy::Always {
+            d.write_behind().append(d, &self.writes, rec, offset)?;
+            // A fresh Lsn, above every round already published; the write that carries
+            // the record gets a later one (a round publishing this one before that write
+            // is possible but harmless: nothing waits for Lsns under `everysec` and `no`,
+            // and `set_fsync_policy` flushes before turning `always` on).
+            d.next_lsn()
+        } else {
+            self.writes.write_now(d, rec, offset)?
+        };
         self.tail.data.index.written += len;
-        let lsn = self.ctx.durability.wrote(&self.tail.data.file, len);
-        if self.meta_candidate.is_none() {
-            self.meta_candidate = Some((lsn, self.tail.number, offset + len));
-        }
         Ok((offset, lsn))
     }
 
@@ -555,14 +556,11 @@ impl Stream {
         if self.pending_min_lsn.is_some_and(|l| l <= synced) {
             self.write_pending_flags(Some(synced))?;
         }
-        if let Some((lsn, tail, offset)) = self.meta_candidate {
-            if lsn <= synced {
-                self.meta_candidate = None;
-                if tail == self.tail.number
-                    && offset >= self.meta.value.durable.saturating_add(META_STEP)
-                {
-                    self.write_meta(offset, false)?;
-                }
+        if let Some((_, tail, offset)) = self.writes.take_meta_candidate(synced) {
+            if tail == self.tail.number
+                && offset >= self.meta.value.durable.saturating_add(META_STEP)
+            {
+                self.write_meta(offset, false)?;
             }
         }
         Ok(())
@@ -611,6 +609,7 @@ impl Stream {
     /// The file holding segment `number`, if it still exists.
     fn segment_file(&self, number: u64) -> Result<Option<Arc<dyn VFile>>> {
         if number == self.tail.number {
+            self.writes.flush(&self.ctx.durability)?;
             return Ok(Some(self.tail.data.file.clone()));
         }
         let Ok(i) = self.sealed.binary_search_by_key(&number, |s| s.number) else {
@@ -667,6 +666,7 @@ impl Stream {
     }
 
     fn sync_tail(&self) -> Result<()> {
+        self.writes.flush(&self.ctx.durability)?;
         if let Err(e) = self.tail.data.file.sync_data() {
             return Err(self.ctx.durability.write_failed("fsync a segment", e));
         }
@@ -723,11 +723,12 @@ impl Stream {
                 .write_failed("fsync a stream directory", e));
         }
         self.ctx.durability.count_fsync();
+        self.writes.retarget(data.file.clone(), number);
         let old = std::mem::replace(&mut self.tail, Tail { number, base, data });
         self.sealed
             .push(Sealed::new(old.number, old.base, Some(Arc::new(old.data))));
         self.evict_sealed(old.number);
-        self.meta_candidate = None;
+        self.writes.clear_meta_candidate();
         let durable = self.tail.data.index.written;
         self.write_meta(durable, true)?;
         Ok(())
@@ -824,7 +825,10 @@ impl Stream {
                 let data = self.load_sealed(s)?;
                 f(data.view(s.number))
             }
-            None => f(self.tail.data.view(self.tail.number)),
+            None => {
+                self.writes.flush(&self.ctx.durability)?;
+                f(self.tail.data.view(self.tail.number))
+            }
         }
     }
 
@@ -1376,7 +1380,7 @@ impl Stream {
         if self.meta.value.durable != durable || self.meta.value.tail != self.tail.number {
             self.write_meta(durable, true)?;
         }
-        self.meta_candidate = None;
+        self.writes.clear_meta_candidate();
         Ok(())
     }
 

@@ -500,9 +500,27 @@ fn run_workload(seed: u64, n: u64, ops: usize, images_per_run: usize, t: &mut Ta
             return;
         }
     };
+    // Odd runs buffer appends as the server does (write-behind), flushing every few steps;
+    // the crash images then also catch appends that were never written.
+    let write_behind = n % 2 == 1;
+    if let Err(e) = engine.set_write_behind(write_behind) {
+        t.write_failures += 1;
+        t.note("write_failures", format!("run {n}: set_write_behind: {e}"));
+        return;
+    }
     let mut h = History::new();
     let mut images = Vec::new();
     for i in 0..ops {
+        if write_behind && i % 5 == 4 {
+            if let Err(e) = engine.flush_writes() {
+                t.write_failures += 1;
+                t.note(
+                    "write_failures",
+                    format!("run {n} step {i}: flush_writes: {e}"),
+                );
+                return;
+            }
+        }
         if rng.gen_range(0..ops) < images_per_run {
             let mode = random_mode(&mut rng);
             images.push(Image {

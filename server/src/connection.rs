@@ -141,6 +141,7 @@ pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, handle: Arc<Clien
         parser: Parser::new(),
         subscribed: false,
         barrier: Lsn(0),
+        unwritten: 0,
     };
     if let Err(why) = conn.run(&mut socket, &mut state).await {
         if !why.is_empty() {
@@ -166,6 +167,9 @@ struct Conn {
     /// pipelined batch share one wait, and a read never shows a write that could still be
     /// lost (Redis writes replies only after the event loop's AOF fsync).
     barrier: Lsn,
+    /// Nothing in `out` may reach the client before the engine has written this many
+    /// buffered appends (write-behind): a reply may reflect any append made before it.
+    unwritten: u64,
 }
 
 /// Why the loop stopped; an empty string means a normal close.
@@ -257,6 +261,24 @@ impl Conn {
         }
     }
 
+    /// The buffered replies acknowledge writes that may not survive: answers with `err`
+    /// instead and closes, so the client treats them as indeterminate.
+    async fn fail_unacknowledged(
+        &mut self,
+        socket: &mut TcpStream,
+        err: Reply,
+    ) -> Result<(), Closed> {
+        self.out.clear();
+        let text = match &err {
+            Reply::Error(text) => text.clone(),
+            _ => String::new(),
+        };
+        err.encode(crate::reply::Protocol::Resp2, &mut self.out);
+        let _ = socket.write_all(&self.out).await;
+        self.out.clear();
+        Err(text)
+    }
+
     fn limits(&self, state: &ClientState) -> Limits {
         Limits {
             max_bulk: self.shared.config().proto_max_bulk_len,
@@ -268,20 +290,16 @@ impl Conn {
         if self.out.is_empty() {
             return Ok(());
         }
+        if let Err(e) = self.await_written().await {
+            self.barrier = Lsn(0);
+            return self
+                .fail_unacknowledged(socket, cmd::engine_error(&e))
+                .await;
+        }
         if self.barrier != Lsn(0) {
             let barrier = std::mem::take(&mut self.barrier);
             if let Some(err) = self.await_durable(barrier).await {
-                // The buffered replies acknowledge writes that may not survive: answer with
-                // the error instead and close, so the client treats them as indeterminate.
-                self.out.clear();
-                let text = match &err {
-                    Reply::Error(text) => text.clone(),
-                    _ => String::new(),
-                };
-                err.encode(crate::reply::Protocol::Resp2, &mut self.out);
-                let _ = socket.write_all(&self.out).await;
-                self.out.clear();
-                return Err(text);
+                return self.fail_unacknowledged(socket, err).await;
             }
         }
         let n = self.out.len();
@@ -849,6 +867,7 @@ impl Conn {
     /// The wait happens once per flush, so a pipelined batch shares one group commit.
     fn hold_until_durable(&mut self, lsn: Lsn) {
         let durability = lock(&self.shared.durability).clone();
+        self.unwritten = self.unwritten.max(durability.write_behind().appended());
         let mut barrier = self.barrier.max(lsn);
         if durability.policy() == sluice_engine::FsyncPolicy::Always {
             barrier = barrier.max(durability.last_lsn());
@@ -856,6 +875,29 @@ impl Conn {
         if !durability.is_durable(barrier) {
             self.barrier = barrier;
         }
+    }
+
+    /// Makes sure the appends this client's replies may reflect are written to their files.
+    /// Yields once first: the connections served in the same turn of the worker's loop
+    /// append meanwhile, and the first of them to get here writes for all (one `pwrite`
+    /// per stream instead of one per connection, as Redis writes its AOF buffer once per
+    /// loop turn).
+    async fn await_written(&mut self) -> Result<(), sluice_engine::Error> {
+        let target = std::mem::take(&mut self.unwritten);
+        let durability = lock(&self.shared.durability).clone();
+        if durability.write_behind().written() >= target {
+            return Ok(());
+        }
+        tokio::task::yield_now().await;
+        if durability.write_behind().written() >= target {
+            return Ok(());
+        }
+        let lsn = self.shared.engine().flush_writes()?;
+        if durability.policy() == sluice_engine::FsyncPolicy::Always {
+            // The policy changed since the appends: they now wait for their fsync.
+            self.barrier = self.barrier.max(lsn);
+        }
+        Ok(())
     }
 
     /// Waits until `lsn` is durable under the fsync policy. Returns an error reply if the

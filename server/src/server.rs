@@ -109,8 +109,11 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// Wraps an opened engine; wires its durability listener to `durable`.
-    pub fn new(engine: Engine, report: RecoveryReport, config: Config) -> Arc<Shared> {
+    /// Wraps an opened engine; wires its durability listener to `durable`. Turns on the
+    /// engine's write-behind: connections flush buffered appends before replying.
+    pub fn new(mut engine: Engine, report: RecoveryReport, config: Config) -> Arc<Shared> {
+        // Turning it on writes nothing and cannot fail.
+        let _ = engine.set_write_behind(true);
         let durability = engine.durability();
         let (durable, _) = watch::channel(Lsn(0));
         let shared = Arc::new(Shared {
@@ -385,8 +388,9 @@ pub fn debug_reload(shared: &Arc<Shared>) -> Reply {
     }
     let dir = shared.config().dir.clone();
     match Engine::open(&dir, options) {
-        Ok((engine, report)) => {
+        Ok((mut engine, report)) => {
             log_recovery(&report);
+            let _ = engine.set_write_behind(true);
             let durability = engine.durability();
             shared.durable.send_replace(Lsn(0));
             shared.listen(&durability);

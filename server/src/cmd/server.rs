@@ -290,7 +290,9 @@ fn config_set(pairs: Vec<(String, String)>, ctx: &mut Ctx, shared: &Shared) -> R
         }
     }
     if ctx.engine.fsync_policy() != next.appendfsync {
-        ctx.engine.set_fsync_policy(next.appendfsync);
+        if let Err(e) = ctx.engine.set_fsync_policy(next.appendfsync) {
+            return super::engine_error(&e);
+        }
     }
     shared.hub.set_output_limit(next.output_pubsub);
     *shared.config.write().unwrap_or_else(|e| e.into_inner()) = next;
