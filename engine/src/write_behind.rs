@@ -1,13 +1,15 @@
-//! Write-behind for tail appends. When enabled (the server does) and the policy is not
-//! `always`, a record appended to a stream's tail is copied into the stream's buffer
-//! instead of being written at once; [`crate::Engine::flush_writes`] writes every buffer
+//! Write-behind for appends. When enabled (the server does) and the policy is not
+//! `always`, a record appended to a stream's tail or to a group journal is copied into
+//! that file's buffer instead of being written at once; [`crate::Engine::flush_writes`] writes every buffer
 //! with one `pwrite` each. The server flushes before it sends any reply, so the appends of
 //! all connections served in one turn of its event loop share one system call, as Redis'
 //! AOF buffer does, and nothing is acknowledged before its bytes are in the page cache.
 //!
 //! Anything that needs the bytes in the file writes the buffer first: a read of the tail
 //! (`Stream::with_view`), a delete flag, an fsync of the tail (seal, `sync`, `close`), a
-//! sync round of the sync thread, and a change of policy.
+//! truncate or rewrite of a journal, a sync round of the sync thread, and a change of
+//! policy. A failed write poisons the engine; what it carried stays in the in-memory state
+//! (and may read back as damage) until a restart recovers what is on disk.
 
 use std::sync::{
     atomic::{AtomicBool, AtomicU64, Ordering},
@@ -23,7 +25,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One stream's tail: where its next bytes go and those not yet written.
+/// The end of one append-only file (a stream's tail segment or a group journal): where its
+/// next bytes go and those not yet written.
 pub(crate) struct TailWrites {
     inner: Mutex<Pending>,
     /// In [`WriteBehind`]'s dirty list (cleared when the list is taken).
@@ -229,7 +232,7 @@ mod tests {
 
     use bytes::Bytes;
 
-    use crate::{Direction, Engine, FsyncPolicy, IdSpec, Options, StreamId};
+    use crate::{Direction, Engine, FsyncPolicy, GroupStart, IdSpec, Options, StreamId};
 
     fn open(dir: &Path, fsync: FsyncPolicy, segment_size: u64) -> Engine {
         let options = Options {
@@ -323,6 +326,39 @@ mod tests {
         drop(e);
         let e = open(dir.path(), FsyncPolicy::Always, 1 << 20);
         assert_eq!(ids(&e), vec![1, 2]);
+    }
+
+    /// Group journal records wait with the stream's: a crash before the flush loses the
+    /// delivery, after it keeps it.
+    #[test]
+    fn group_journal_appends_are_buffered_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut e = open(dir.path(), FsyncPolicy::No, 1 << 20);
+        e.create_stream(0, b"s").expect("create");
+        (1..=3).for_each(|ms| add(&mut e, ms));
+        let s = e.stream_mut(0, b"s").expect("stream");
+        s.create_group(b"g", StreamId::MIN, Some(0)).expect("group");
+        e.flush_writes().expect("flush");
+        let read = |e: &mut Engine, count| {
+            let s = e.stream_mut(0, b"s").expect("stream");
+            let got = s.read_group(b"g", b"c", GroupStart::New, Some(count), false, 1);
+            assert_eq!(got.expect("read_group").0.len(), count);
+        };
+        let delivered = |e: &Engine| {
+            let s = e.stream(0, b"s").expect("stream");
+            s.group_info(b"g").expect("group").last_delivered_id.ms
+        };
+        read(&mut e, 1);
+        e.flush_writes().expect("flush");
+        read(&mut e, 1);
+        assert_eq!(delivered(&e), 2);
+        drop(e);
+        let e = open(dir.path(), FsyncPolicy::No, 1 << 20);
+        assert_eq!(
+            delivered(&e),
+            1,
+            "the unflushed delivery must be lost, the other kept"
+        );
     }
 
     /// A sync round writes buffers it finds before fsyncing, so `everysec` keeps its bound

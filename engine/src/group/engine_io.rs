@@ -1,5 +1,6 @@
 //! [`GroupIo`] over the engine's file seam ([`Vfs`]) and group commit ([`Durability`]): journal
-//! appends are positional writes that join the next fsync round like any stream write, and a
+//! appends are positional writes that join the next fsync round like any stream write
+//! (buffered like a stream's tail under write-behind, see [`crate::write_behind`]), and a
 //! failed write poisons the engine.
 
 use std::path::{Path, PathBuf};
@@ -7,15 +8,16 @@ use std::sync::Arc;
 
 use super::store::GroupIo;
 use crate::durability::Durability;
-use crate::io::{VFile, Vfs};
+use crate::io::Vfs;
 use crate::logfile;
-use crate::{Error, Lsn, Result};
+use crate::write_behind::TailWrites;
+use crate::{Error, FsyncPolicy, Lsn, Result};
 
 pub(crate) struct EngineIo {
     vfs: Arc<dyn Vfs>,
     durability: Arc<Durability>,
-    /// The journal being appended to, and its length.
-    open: Option<(PathBuf, Arc<dyn VFile>, u64)>,
+    /// The journal being appended to, and its length (including buffered bytes).
+    open: Option<(PathBuf, Arc<TailWrites>, u64)>,
 }
 
 impl EngineIo {
@@ -27,10 +29,15 @@ impl EngineIo {
         }
     }
 
-    fn forget(&mut self, path: &Path) {
+    /// Drops the open journal if it is `path`, after writing what it buffered (a truncate
+    /// or rewrite follows, which those bytes must precede).
+    fn forget(&mut self, path: &Path) -> Result<()> {
         if self.open.as_ref().is_some_and(|(p, _, _)| p == path) {
-            self.open = None;
+            if let Some((_, writes, _)) = self.open.take() {
+                writes.flush(&self.durability)?;
+            }
         }
+        Ok(())
     }
 }
 
@@ -63,26 +70,41 @@ impl GroupIo for EngineIo {
             if !existed {
                 self.durability.dir_changed(split(path)?.0);
             }
-            self.open = Some((path.to_path_buf(), file, len));
+            if let Some((_, old, _)) = self.open.take() {
+                old.flush(&self.durability)?;
+            }
+            self.open = Some((path.to_path_buf(), TailWrites::new(file, 0), len));
         }
-        let Some((_, file, len)) = self.open.as_mut() else {
+        let Some((_, writes, len)) = self.open.as_mut() else {
             return Err(Error::io(
                 "group journal",
                 std::io::Error::other("journal not open"),
             ));
         };
-        if let Err(e) = file.write_all_at(bytes, *len) {
-            let err = self.durability.write_failed("append to a group journal", e);
-            self.open = None;
-            return Err(err);
+        let d = &self.durability;
+        let written = if d.write_behind().enabled() && d.policy() != FsyncPolicy::Always {
+            // As for a stream's tail: a fresh Lsn, the write that carries it comes later.
+            d.write_behind()
+                .append(d, writes, bytes, *len)
+                .map(|()| d.next_lsn())
+        } else {
+            writes.write_now(d, bytes, *len)
+        };
+        match written {
+            Ok(lsn) => {
+                *len += bytes.len() as u64;
+                Ok(lsn)
+            }
+            Err(e) => {
+                self.open = None;
+                Err(e)
+            }
         }
-        *len += bytes.len() as u64;
-        Ok(self.durability.wrote(file, bytes.len() as u64))
     }
 
     fn truncate(&mut self, path: &Path, len: u64) -> Result<()> {
         self.durability.check()?;
-        self.forget(path);
+        self.forget(path)?;
         let file = self
             .vfs
             .open(path, false)
@@ -96,7 +118,7 @@ impl GroupIo for EngineIo {
 
     fn rewrite(&mut self, path: &Path, bytes: &[u8]) -> Result<Lsn> {
         self.durability.check()?;
-        self.forget(path);
+        self.forget(path)?;
         let (dir, name) = split(path)?;
         if let Err(e) = logfile::rewrite_atomic(&self.vfs, dir, name, bytes, true) {
             return Err(self.durability.write_failed("rewrite a group file", e));
