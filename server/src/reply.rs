@@ -202,16 +202,54 @@ fn line(out: &mut BytesMut, tag: u8, text: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
+/// The longest `<tag><len>\r\n`: a tag, 20 digits, CRLF.
+const HEADER_MAX: usize = 23;
+
+/// Bulk strings up to this length are written with one copy (header, bytes and CRLF
+/// assembled on the stack): replies such as XRANGE's are mostly short strings, and one copy
+/// per piece cost more than the bytes themselves.
+const SMALL_BULK: usize = 64;
+
+/// Writes `<tag><len>\r\n` into the end of `buf`; returns where it starts.
+fn header_into(buf: &mut [u8; HEADER_MAX], tag: u8, len: usize) -> usize {
+    let mut at = HEADER_MAX - 2;
+    buf[at..].copy_from_slice(b"\r\n");
+    let mut n = len;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    at -= 1;
+    buf[at] = tag;
+    at
+}
+
 fn header(out: &mut BytesMut, tag: u8, len: usize) {
-    out.put_u8(tag);
-    put_int(out, len as i64);
-    out.put_slice(b"\r\n");
+    let mut buf = [0u8; HEADER_MAX];
+    let at = header_into(&mut buf, tag, len);
+    out.put_slice(&buf[at..]);
 }
 
 fn bulk(out: &mut BytesMut, b: &[u8]) {
-    header(out, b'$', b.len());
-    out.put_slice(b);
-    out.put_slice(b"\r\n");
+    let mut head = [0u8; HEADER_MAX];
+    let at = header_into(&mut head, b'$', b.len());
+    let head = &head[at..];
+    if b.len() <= SMALL_BULK {
+        let mut buf = [0u8; HEADER_MAX + SMALL_BULK + 2];
+        let end = head.len() + b.len();
+        buf[..head.len()].copy_from_slice(head);
+        buf[head.len()..end].copy_from_slice(b);
+        buf[end..end + 2].copy_from_slice(b"\r\n");
+        out.put_slice(&buf[..end + 2]);
+    } else {
+        out.put_slice(head);
+        out.put_slice(b);
+        out.put_slice(b"\r\n");
+    }
 }
 
 fn put_int(out: &mut BytesMut, i: i64) {
@@ -259,6 +297,34 @@ mod tests {
 
     fn enc(r: &Reply, p: Protocol) -> Vec<u8> {
         r.to_bytes(p).to_vec()
+    }
+
+    /// Bulk strings on both sides of the one-copy limit, and headers of every width.
+    #[test]
+    fn bulk_and_header_framing() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            SMALL_BULK - 1,
+            SMALL_BULK,
+            SMALL_BULK + 1,
+            1000,
+        ] {
+            let data: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            let mut out = BytesMut::new();
+            encode_bulk(&mut out, &data);
+            let mut want = format!("${n}\r\n").into_bytes();
+            want.extend_from_slice(&data);
+            want.extend_from_slice(b"\r\n");
+            assert_eq!(&out[..], &want[..], "length {n}");
+        }
+        for n in [0, 7, 10, 12_345, usize::MAX] {
+            let mut out = BytesMut::new();
+            encode_array_header(&mut out, n);
+            assert_eq!(&out[..], format!("*{n}\r\n").as_bytes());
+        }
     }
 
     #[test]
