@@ -142,8 +142,11 @@ pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, handle: Arc<Clien
         subscribed: false,
         barrier: Lsn(0),
         unwritten: 0,
+        busy: false,
     };
-    if let Err(why) = conn.run(&mut socket, &mut state).await {
+    let result = conn.run(&mut socket, &mut state).await;
+    conn.set_busy(false);
+    if let Err(why) = result {
         if !why.is_empty() {
             crate::log(&format!("client {id} closed: {why}"));
         }
@@ -170,6 +173,8 @@ struct Conn {
     /// Nothing in `out` may reach the client before the engine has written this many
     /// buffered appends (write-behind): a reply may reflect any append made before it.
     unwritten: u64,
+    /// Counted in `Shared::busy_clients`.
+    busy: bool,
 }
 
 /// Why the loop stopped; an empty string means a normal close.
@@ -242,12 +247,14 @@ impl Conn {
                 }
             };
             self.input.reserve(READ_CHUNK);
+            self.set_busy(false);
             tokio::select! {
                 n = socket.read_buf(&mut self.input) => {
                     let n = n.map_err(|e| e.to_string())?;
                     if n == 0 {
                         return Ok(());
                     }
+                    self.set_busy(true);
                     shared.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 msg = state.pubsub.recv() => match msg {
@@ -277,6 +284,18 @@ impl Conn {
         let _ = socket.write_all(&self.out).await;
         self.out.clear();
         Err(text)
+    }
+
+    fn set_busy(&mut self, busy: bool) {
+        if busy != self.busy {
+            self.busy = busy;
+            let counter = &self.shared.busy_clients;
+            if busy {
+                counter.fetch_add(1, Ordering::Relaxed);
+            } else {
+                counter.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     fn limits(&self, state: &ClientState) -> Limits {
@@ -715,6 +734,7 @@ impl Conn {
     ) -> Result<Outcome, Closed> {
         let shared = self.shared.clone();
         lock(&state.handle.info).blocked = true;
+        self.set_busy(false);
         let result = {
             let wait = crate::blocking::wait(&shared, state.id, state.db, request, effects);
             tokio::pin!(wait);
@@ -737,6 +757,7 @@ impl Conn {
             }
         };
         lock(&state.handle.info).blocked = false;
+        self.set_busy(true);
         result
     }
 
@@ -878,19 +899,21 @@ impl Conn {
     }
 
     /// Makes sure the appends this client's replies may reflect are written to their files.
-    /// Yields once first: the connections served in the same turn of the worker's loop
-    /// append meanwhile, and the first of them to get here writes for all (one `pwrite`
-    /// per stream instead of one per connection, as Redis writes its AOF buffer once per
-    /// loop turn).
+    /// When other clients are mid-request, yields once first: the connections served in the
+    /// same turn of the worker's loop append meanwhile, and the first of them to get here
+    /// writes for all (one `pwrite` per stream instead of one per connection, as Redis
+    /// writes its AOF buffer once per loop turn). A lone client does not wait for nobody.
     async fn await_written(&mut self) -> Result<(), sluice_engine::Error> {
         let target = std::mem::take(&mut self.unwritten);
         let durability = lock(&self.shared.durability).clone();
         if durability.write_behind().written() >= target {
             return Ok(());
         }
-        tokio::task::yield_now().await;
-        if durability.write_behind().written() >= target {
-            return Ok(());
+        if self.shared.busy_clients.load(Ordering::Relaxed) > 1 {
+            tokio::task::yield_now().await;
+            if durability.write_behind().written() >= target {
+                return Ok(());
+            }
         }
         let lsn = self.shared.engine().flush_writes()?;
         if durability.policy() == sluice_engine::FsyncPolicy::Always {

@@ -46,6 +46,10 @@ pub struct Shared {
     pub shutdown: crate::shutdown::Shutdown,
     /// When the server started (INFO uptime).
     pub started: Instant,
+    /// Connections between reading a request and sending its reply: with more than one,
+    /// a connection about to flush buffered appends yields first so the others' appends
+    /// join the same write (see `Conn::await_written`).
+    pub busy_clients: std::sync::atomic::AtomicUsize,
     /// What recovery found when the engine was last opened.
     pub recovery: Mutex<RecoveryReport>,
 }
@@ -128,6 +132,7 @@ impl Shared {
             watches: Default::default(),
             shutdown: Default::default(),
             started: Instant::now(),
+            busy_clients: Default::default(),
             recovery: Mutex::new(report),
         });
         shared.listen(&durability);
