@@ -13,7 +13,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 ROUNDS=3
 DURATION=5
 MODES="always everysec no"
-ALL_WORKLOADS="xadd-p1 xadd-p16 xrange xrevrange xreadgroup xread-latency pubsub-1 pubsub-10 pubsub-100 pubsub-1000 pubsub-patterns pubsub-slow pubsub-1-paced pubsub-10-paced pubsub-100-paced pubsub-1000-paced"
+ALL_WORKLOADS="xadd-p1 xadd-p16 xrange xrevrange xreadgroup xread-latency pubsub-1 pubsub-10 pubsub-100 pubsub-1000 pubsub-patterns pubsub-slow pubsub-1-paced pubsub-10-paced pubsub-100-paced pubsub-1000-paced pubsub-patterns-paced"
 WORKLOADS="$ALL_WORKLOADS"
 MEM_COUNT=10000000
 MEM_MODE=everysec
@@ -38,6 +38,7 @@ Workloads (default: all): $ALL_WORKLOADS
   pubsub-slow         pubsub-10 plus one subscriber that never reads
   pubsub-N-paced      pubsub-N at a fixed 100,000 deliveries/s (100,000/N publishes/s), below
                       both servers' capacity: latency at equal load, not at saturation
+  pubsub-patterns-paced  pubsub-patterns at 100,000 deliveries/s (7,692 publishes/s x 13)
 Pub/sub keeps nothing on disk, so its workloads run in one mode only (everysec if listed).
 --pin: servers on CPU 0 (Sluice with one tokio worker thread), the load tool on CPU 1, so
       both servers get one core and never compete with the load tool (needs 2+ CPUs).
@@ -190,6 +191,8 @@ workload_args() {
     pubsub-100) echo "pubsub --subscribers 100 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
     pubsub-1000) echo "pubsub --subscribers 1000 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
     pubsub-patterns) echo "pubsub --subscribers 10 --psubscribers 10 --patterns 1000 --matching 3 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
+    pubsub-patterns-paced) # 13 deliveries per publish: 10 subscribers + 3 matching patterns
+      echo "pubsub --subscribers 10 --psubscribers 10 --patterns 1000 --matching 3 --publishers 1 --pipeline 16 --message-size 64 --rate 7692 --duration $d" ;;
     pubsub-*-paced)
       local n=${1#pubsub-}; n=${n%-paced}
       echo "pubsub --subscribers $n --publishers 1 --pipeline 16 --message-size 64 --rate $((100000 / n)) --duration $d" ;;
