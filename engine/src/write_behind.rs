@@ -361,6 +361,32 @@ mod tests {
         );
     }
 
+    /// A renamed stream's journal is the same file under a new name: its buffered records
+    /// are written before the next append measures it, so none is overwritten.
+    #[test]
+    fn a_rename_keeps_buffered_journal_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut e = open(dir.path(), FsyncPolicy::No, 1 << 20);
+        e.create_stream(0, b"s").expect("create");
+        (1..=3).for_each(|ms| add(&mut e, ms));
+        let s = e.stream_mut(0, b"s").expect("stream");
+        s.create_group(b"g", StreamId::MIN, Some(0)).expect("group");
+        let read = |e: &mut Engine, key: &[u8]| {
+            let s = e.stream_mut(0, key).expect("stream");
+            let got = s.read_group(b"g", b"c", GroupStart::New, Some(1), false, 1);
+            assert_eq!(got.expect("read_group").0.len(), 1);
+        };
+        read(&mut e, b"s");
+        e.rename_stream(0, b"s", b"t").expect("rename");
+        read(&mut e, b"t");
+        e.flush_writes().expect("flush");
+        drop(e);
+        let e = open(dir.path(), FsyncPolicy::No, 1 << 20);
+        let info = e.stream(0, b"t").expect("stream").group_info(b"g");
+        let info = info.expect("group");
+        assert_eq!((info.pending, info.last_delivered_id.ms), (2, 2));
+    }
+
     /// A sync round writes buffers it finds before fsyncing, so `everysec` keeps its bound
     /// even for appends nobody flushed.
     #[test]

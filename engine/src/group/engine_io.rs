@@ -59,6 +59,11 @@ impl GroupIo for EngineIo {
     fn append(&mut self, path: &Path, bytes: &[u8]) -> Result<Lsn> {
         self.durability.check()?;
         if self.open.as_ref().is_none_or(|(p, _, _)| p != path) {
+            // The old journal's buffered bytes go first: after a rename of the stream it is
+            // the same file, whose length is read next.
+            if let Some((_, old, _)) = self.open.take() {
+                old.flush(&self.durability)?;
+            }
             let existed = self.vfs.exists(path);
             let file = self
                 .vfs
@@ -69,9 +74,6 @@ impl GroupIo for EngineIo {
                 .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
             if !existed {
                 self.durability.dir_changed(split(path)?.0);
-            }
-            if let Some((_, old, _)) = self.open.take() {
-                old.flush(&self.durability)?;
             }
             self.open = Some((path.to_path_buf(), TailWrites::new(file, 0), len));
         }
