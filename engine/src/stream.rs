@@ -469,7 +469,7 @@ impl Stream {
             self.scratch = buf;
             return Ok((results, Lsn::default()));
         };
-        let result = self.append_record(&buf, first);
+        let result = self.append_record(&buf, first, false);
         self.scratch = buf;
         let (offset, lsn) = result?;
         for (id, at) in placed {
@@ -507,7 +507,7 @@ impl Stream {
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         record::encode_entry(&mut buf, id, fields);
-        let result = self.append_record(&buf, id);
+        let result = self.append_record(&buf, id, false);
         self.scratch = buf;
         let (offset, lsn) = result?;
         self.note_added(id, offset);
@@ -515,8 +515,9 @@ impl Stream {
     }
 
     /// Appends one encoded record to the tail (rolling first if it does not fit).
-    /// `base` is the lowest ID a new segment may hold if a roll is needed.
-    fn append_record(&mut self, rec: &[u8], base: StreamId) -> Result<(u64, Lsn)> {
+    /// `base` is the lowest ID a new segment may hold if a roll is needed. Buffered under
+    /// write-behind unless `now`; see [`Stream::append_control_now`] for why that matters.
+    fn append_record(&mut self, rec: &[u8], base: StreamId, now: bool) -> Result<(u64, Lsn)> {
         let len = rec.len() as u64;
         if self.tail.data.index.written + len > self.tail.data.capacity {
             self.roll(base, len)?;
@@ -527,12 +528,13 @@ impl Stream {
             .ensure_allocated(offset + len)
             .map_err(|e| Error::io("allocate segment space", e))?;
         let d = &self.ctx.durability;
-        let lsn = if d.write_behind().enabled() && d.policy() != FsyncPolicy::Always {
+        let lsn = if !now && d.write_behind().enabled() && d.policy() != FsyncPolicy::Always {
             d.write_behind().append(d, &self.writes, rec, offset)?;
             // A fresh Lsn, above every round already published; the write that carries
-            // the record gets a later one (a round publishing this one before that write
-            // is possible but harmless: nothing waits for Lsns under `everysec` and `no`,
-            // and `set_fsync_policy` flushes before turning `always` on).
+            // the record gets a later one. A concurrent round may publish this one before
+            // that write: nothing waits for Lsns under `everysec` and `no`,
+            // `set_fsync_policy` flushes before turning `always` on, and the one use that
+            // depends on "synced" meaning "in the file" does not buffer (deletes).
             d.next_lsn()
         } else {
             self.writes.write_now(d, rec, offset)?
@@ -543,10 +545,21 @@ impl Stream {
 
     /// Appends a control record carrying the current state.
     fn append_control(&mut self, control: &Control) -> Result<Lsn> {
+        self.append_control_with(control, false)
+    }
+
+    /// Appends a control record at once, never buffered: a delete's in-place flags are
+    /// written once its Lsn is fsync'd, which must then mean the delete record is on disk
+    /// (a flag without its record would hide an entry the recovered state still counts).
+    fn append_control_now(&mut self, control: &Control) -> Result<Lsn> {
+        self.append_control_with(control, true)
+    }
+
+    fn append_control_with(&mut self, control: &Control, now: bool) -> Result<Lsn> {
         let mut buf = Vec::with_capacity(128);
         control.encode(&mut buf);
         let base = self.state.last_id;
-        Ok(self.append_record(&buf, base)?.1)
+        Ok(self.append_record(&buf, base, now)?.1)
     }
 
     /// Work that became possible since the last call: flags of deletes now fsync'd, and the
@@ -1112,7 +1125,7 @@ impl Stream {
             state.max_deleted = state.max_deleted.max(t.id);
         }
         let control = Control::Delete { state, targets };
-        let lsn = self.append_control(&control)?;
+        let lsn = self.append_control_now(&control)?;
         let Control::Delete { targets, .. } = control else {
             return Ok((0, lsn));
         };

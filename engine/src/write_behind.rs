@@ -361,6 +361,22 @@ mod tests {
         );
     }
 
+    /// A delete's record is written at once (with what was buffered before it): its flags
+    /// follow once its Lsn is fsync'd, which must mean the record is in the file.
+    #[test]
+    fn deletes_are_written_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut e = open(dir.path(), FsyncPolicy::No, 1 << 20);
+        e.create_stream(0, b"s").expect("create");
+        (1..=3).for_each(|ms| add(&mut e, ms));
+        let s = e.stream_mut(0, b"s").expect("stream");
+        s.delete(&[StreamId::new(2, 0)]).expect("delete");
+        drop(e);
+        let e = open(dir.path(), FsyncPolicy::No, 1 << 20);
+        assert_eq!(ids(&e), vec![1, 3]);
+        assert_eq!(e.stream(0, b"s").expect("stream").len(), 2);
+    }
+
     /// A renamed stream's journal is the same file under a new name: its buffered records
     /// are written before the next append measures it, so none is overwritten.
     #[test]
