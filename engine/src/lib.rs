@@ -127,7 +127,9 @@
 //! tail: the price of not fsyncing the meta file in every group commit. (A first segment
 //! with no entries whose header replay finds written whole and damaged since is kept and
 //! reported, not dropped as a creation the crash tore: `power_loss::bit_flips` seed
-//! 1795375513728984501.)
+//! 1795375513728984501. A record one header bit away from one that verifies and ends
+//! where the next valid record starts is damage, not a tear, even when its own data puts a
+//! zero byte before a page boundary: seed 1795328252522980100.)
 //!
 //! How this is checked: `tests/power_loss.rs` (with its simulated file system
 //! `tests/power_loss/simfs.rs`, shared by `powerloss.rs` and `group_power_loss.rs`) builds

@@ -118,6 +118,19 @@ fn replay(
                         pos = next;
                         continue;
                     }
+                    // A zero byte before a page boundary may just be the record's own data:
+                    // one header bit away from a record that verifies and ends exactly where
+                    // the next valid one starts, it was written whole and damaged since.
+                    if let Some(len) = whole_damaged_record(map, pos, end)? {
+                        if pos.saturating_add(len) == next {
+                            r.corruptions.push(format!(
+                                "{}: record at offset {pos} damaged in its header ({invalid:?}); kept and reported, replay continues after it",
+                                path.display()
+                            ));
+                            pos = next;
+                            continue;
+                        }
+                    }
                 } else if let Some(len) = whole_damaged_record(map, pos, end)? {
                     // The last record, written whole and damaged since: keep its bytes
                     // (reads report it) and append after it.

@@ -809,6 +809,10 @@ fn bit_flips_regression_seeds() {
     // Byte 7 of an empty stream's header flipped: the stream was dropped as a creation the
     // crash tore, unreported.
     bit_flips(1_795_375_513_728_984_501);
+    // A flipped bit in a record's header, above a meta offset that lagged the group commit,
+    // with a zero byte of the record's own data before a page boundary: taken for a tear,
+    // the entries after it were cut unreported.
+    bit_flips(1_795_328_252_522_980_100);
 }
 
 fn bit_flips(seed: u64) {
