@@ -210,20 +210,24 @@ const HEADER_MAX: usize = 23;
 /// per piece cost more than the bytes themselves.
 const SMALL_BULK: usize = 64;
 
-/// Writes `<tag><len>\r\n` into the end of `buf`; returns where it starts.
-fn header_into(buf: &mut [u8; HEADER_MAX], tag: u8, len: usize) -> usize {
-    let mut at = HEADER_MAX - 2;
-    buf[at..].copy_from_slice(b"\r\n");
-    let mut n = len;
+/// Writes the decimal digits of `n` into `buf` ending just before `end`; returns where
+/// they start. `buf` must have room for them (20 digits at most).
+pub(crate) fn digits_before(buf: &mut [u8], end: usize, mut n: u64) -> usize {
+    let mut at = end;
     loop {
         at -= 1;
         buf[at] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
-            break;
+            return at;
         }
     }
-    at -= 1;
+}
+
+/// Writes `<tag><len>\r\n` into the end of `buf`; returns where it starts.
+fn header_into(buf: &mut [u8; HEADER_MAX], tag: u8, len: usize) -> usize {
+    buf[HEADER_MAX - 2..].copy_from_slice(b"\r\n");
+    let at = digits_before(buf, HEADER_MAX - 2, len as u64) - 1;
     buf[at] = tag;
     at
 }
@@ -264,15 +268,7 @@ fn itoa_buf(i: i64) -> IntBuf {
         start: 20,
     };
     let neg = i < 0;
-    let mut n = i.unsigned_abs();
-    loop {
-        b.start -= 1;
-        b.bytes[b.start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
+    b.start = digits_before(&mut b.bytes, b.start, i.unsigned_abs());
     if neg {
         b.start -= 1;
         b.bytes[b.start] = b'-';

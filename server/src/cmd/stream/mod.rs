@@ -171,21 +171,9 @@ pub fn encode_fields_entry(out: &mut BytesMut, id: StreamId, fields: &[(Bytes, B
 /// Writes an ID as the bulk string `ms-seq`, without formatting through a `String`.
 fn encode_id(out: &mut BytesMut, id: StreamId) {
     let mut buf = [0u8; 41];
-    let mut at = buf.len();
-    for (i, mut n) in [id.seq, id.ms].into_iter().enumerate() {
-        if i == 1 {
-            at -= 1;
-            buf[at] = b'-';
-        }
-        loop {
-            at -= 1;
-            buf[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-    }
+    let mut at = crate::reply::digits_before(&mut buf, 41, id.seq) - 1;
+    buf[at] = b'-';
+    at = crate::reply::digits_before(&mut buf, at, id.ms);
     encode_bulk(out, &buf[at..]);
 }
 
