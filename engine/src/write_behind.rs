@@ -260,6 +260,36 @@ mod tests {
         all.expect("range").iter().map(|x| x.id.ms).collect()
     }
 
+    /// Stream `key` with entries 1..=3 and group `g` at the start, all written.
+    fn grouped(dir: &Path, key: &[u8]) -> Engine {
+        let mut e = open(dir, FsyncPolicy::No, 1 << 20);
+        e.create_stream(0, key).expect("create");
+        for ms in 1..=3 {
+            let fields = [(Bytes::from_static(b"f"), Bytes::from(ms.to_string()))];
+            let s = e.stream_mut(0, key).expect("stream");
+            s.add(IdSpec::Explicit(StreamId::new(ms, 0)), &fields, 0)
+                .expect("add");
+        }
+        let s = e.stream_mut(0, key).expect("stream");
+        s.create_group(b"g", StreamId::MIN, Some(0)).expect("group");
+        e.flush_writes().expect("flush");
+        e
+    }
+
+    /// XREADGROUP `>` COUNT 1 on `key`'s group `g`: one entry delivered.
+    fn read_one(e: &mut Engine, key: &[u8]) {
+        let s = e.stream_mut(0, key).expect("stream");
+        let got = s.read_group(b"g", b"c", GroupStart::New, Some(1), false, 1);
+        assert_eq!(got.expect("read_group").0.len(), 1);
+    }
+
+    /// `(pending, last-delivered ms)` of `key`'s group `g`.
+    fn delivered(e: &Engine, key: &[u8]) -> (u64, u64) {
+        let s = e.stream(0, key).expect("stream");
+        let info = s.group_info(b"g").expect("group");
+        (info.pending, info.last_delivered_id.ms)
+    }
+
     fn unwritten(e: &Engine) -> u64 {
         let wb = e.durability();
         wb.write_behind().appended() - wb.write_behind().written()
@@ -333,31 +363,17 @@ mod tests {
     #[test]
     fn group_journal_appends_are_buffered_too() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut e = open(dir.path(), FsyncPolicy::No, 1 << 20);
-        e.create_stream(0, b"s").expect("create");
-        (1..=3).for_each(|ms| add(&mut e, ms));
-        let s = e.stream_mut(0, b"s").expect("stream");
-        s.create_group(b"g", StreamId::MIN, Some(0)).expect("group");
+        let mut e = grouped(dir.path(), b"s");
+        read_one(&mut e, b"s");
         e.flush_writes().expect("flush");
-        let read = |e: &mut Engine, count| {
-            let s = e.stream_mut(0, b"s").expect("stream");
-            let got = s.read_group(b"g", b"c", GroupStart::New, Some(count), false, 1);
-            assert_eq!(got.expect("read_group").0.len(), count);
-        };
-        let delivered = |e: &Engine| {
-            let s = e.stream(0, b"s").expect("stream");
-            s.group_info(b"g").expect("group").last_delivered_id.ms
-        };
-        read(&mut e, 1);
-        e.flush_writes().expect("flush");
-        read(&mut e, 1);
-        assert_eq!(delivered(&e), 2);
+        read_one(&mut e, b"s");
+        assert_eq!(delivered(&e, b"s"), (2, 2));
         drop(e);
         let e = open(dir.path(), FsyncPolicy::No, 1 << 20);
         assert_eq!(
-            delivered(&e),
-            1,
-            "the unflushed delivery must be lost, the other kept"
+            delivered(&e, b"s"),
+            (1, 1),
+            "the unflushed delivery is lost, the other kept"
         );
     }
 
@@ -382,25 +398,14 @@ mod tests {
     #[test]
     fn a_rename_keeps_buffered_journal_records() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut e = open(dir.path(), FsyncPolicy::No, 1 << 20);
-        e.create_stream(0, b"s").expect("create");
-        (1..=3).for_each(|ms| add(&mut e, ms));
-        let s = e.stream_mut(0, b"s").expect("stream");
-        s.create_group(b"g", StreamId::MIN, Some(0)).expect("group");
-        let read = |e: &mut Engine, key: &[u8]| {
-            let s = e.stream_mut(0, key).expect("stream");
-            let got = s.read_group(b"g", b"c", GroupStart::New, Some(1), false, 1);
-            assert_eq!(got.expect("read_group").0.len(), 1);
-        };
-        read(&mut e, b"s");
+        let mut e = grouped(dir.path(), b"s");
+        read_one(&mut e, b"s");
         e.rename_stream(0, b"s", b"t").expect("rename");
-        read(&mut e, b"t");
+        read_one(&mut e, b"t");
         e.flush_writes().expect("flush");
         drop(e);
         let e = open(dir.path(), FsyncPolicy::No, 1 << 20);
-        let info = e.stream(0, b"t").expect("stream").group_info(b"g");
-        let info = info.expect("group");
-        assert_eq!((info.pending, info.last_delivered_id.ms), (2, 2));
+        assert_eq!(delivered(&e, b"t"), (2, 2));
     }
 
     /// A sync round writes buffers it finds before fsyncing, so `everysec` keeps its bound
