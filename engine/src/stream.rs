@@ -33,8 +33,7 @@ use crate::{
     },
     segment::{self, RawRecord, SegmentData, View},
     write_behind::TailWrites,
-    Direction, Entry, Error, FsyncPolicy, IdSpec, Lsn, Result, StreamId, StreamMeta, TrimSpec,
-    TrimStrategy,
+    Direction, Entry, Error, IdSpec, Lsn, Result, StreamId, StreamMeta, TrimSpec, TrimStrategy,
 };
 
 /// Deletes whose flag is still unwritten beyond this count are forced out with an fsync of
@@ -516,7 +515,7 @@ impl Stream {
 
     /// Appends one encoded record to the tail (rolling first if it does not fit).
     /// `base` is the lowest ID a new segment may hold if a roll is needed. Buffered under
-    /// write-behind unless `now`; see [`Stream::append_control_now`] for why that matters.
+    /// write-behind unless `now` (see [`TailWrites::append`]).
     fn append_record(&mut self, rec: &[u8], base: StreamId, now: bool) -> Result<(u64, Lsn)> {
         let len = rec.len() as u64;
         if self.tail.data.index.written + len > self.tail.data.capacity {
@@ -527,18 +526,9 @@ impl Stream {
             .data
             .ensure_allocated(offset + len)
             .map_err(|e| Error::io("allocate segment space", e))?;
-        let d = &self.ctx.durability;
-        let lsn = if !now && d.write_behind().enabled() && d.policy() != FsyncPolicy::Always {
-            d.write_behind().append(d, &self.writes, rec, offset)?;
-            // A fresh Lsn, above every round already published; the write that carries
-            // the record gets a later one. A concurrent round may publish this one before
-            // that write: nothing waits for Lsns under `everysec` and `no`,
-            // `set_fsync_policy` flushes before turning `always` on, and the one use that
-            // depends on "synced" meaning "in the file" does not buffer (deletes).
-            d.next_lsn()
-        } else {
-            self.writes.write_now(d, rec, offset)?
-        };
+        let lsn = self
+            .writes
+            .append(&self.ctx.durability, rec, offset, !now)?;
         self.tail.data.index.written += len;
         Ok((offset, lsn))
     }

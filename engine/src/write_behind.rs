@@ -16,7 +16,7 @@ use std::sync::{
     Arc, Mutex, MutexGuard,
 };
 
-use crate::{durability::Durability, io::VFile, Lsn, Result};
+use crate::{durability::Durability, io::VFile, FsyncPolicy, Lsn, Result};
 
 /// A buffer past this size is written at once, whatever the policy.
 pub(crate) const MAX_BUFFERED: usize = 1 << 20;
@@ -84,9 +84,32 @@ impl TailWrites {
         p.buf.len()
     }
 
+    /// Appends `rec`, which belongs at `offset`: buffered if `may_buffer`, write-behind is
+    /// on and the policy is not `always`, written at once (after whatever is buffered)
+    /// otherwise. A buffered append returns a fresh Lsn, above every round already
+    /// published; the write that carries it gets a later one, so a concurrent sync round
+    /// may publish it first. Nothing waits for Lsns under `everysec` and `no`, and
+    /// `set_fsync_policy` flushes before turning `always` on; a caller for whom "synced"
+    /// must mean "in the file" passes `may_buffer = false` (deletes, see `Stream::delete`).
+    pub(crate) fn append(
+        self: &Arc<Self>,
+        d: &Durability,
+        rec: &[u8],
+        offset: u64,
+        may_buffer: bool,
+    ) -> Result<Lsn> {
+        let wb = d.write_behind();
+        if may_buffer && wb.enabled() && d.policy() != FsyncPolicy::Always {
+            wb.append(d, self, rec, offset)?;
+            Ok(d.next_lsn())
+        } else {
+            self.write_now(d, rec, offset)
+        }
+    }
+
     /// Writes `rec` at `offset` now, after whatever is buffered (file order is commit
     /// order). The Lsn of the write.
-    pub(crate) fn write_now(&self, d: &Durability, rec: &[u8], offset: u64) -> Result<Lsn> {
+    fn write_now(&self, d: &Durability, rec: &[u8], offset: u64) -> Result<Lsn> {
         let mut p = lock(&self.inner);
         Self::write_buffer(&mut p, d)?;
         Self::write_at(&mut p, d, rec, offset)
@@ -162,7 +185,7 @@ impl WriteBehind {
 
     /// Buffers an append to `tail` (see [`TailWrites::push`]); writes the buffer at once if
     /// it grew past [`MAX_BUFFERED`].
-    pub(crate) fn append(
+    fn append(
         &self,
         d: &Durability,
         tail: &Arc<TailWrites>,

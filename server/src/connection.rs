@@ -902,7 +902,7 @@ impl Conn {
     /// When other clients are mid-request, yields once first: the connections served in the
     /// same turn of the worker's loop append meanwhile, and the first of them to get here
     /// writes for all (one `pwrite` per stream instead of one per connection, as Redis
-    /// writes its AOF buffer once per loop turn). A lone client does not wait for nobody.
+    /// writes its AOF buffer once per loop turn). A lone client flushes at once.
     async fn await_written(&mut self) -> Result<(), sluice_engine::Error> {
         let target = std::mem::take(&mut self.unwritten);
         let durability = lock(&self.shared.durability).clone();

@@ -11,7 +11,7 @@ use crate::durability::Durability;
 use crate::io::Vfs;
 use crate::logfile;
 use crate::write_behind::TailWrites;
-use crate::{Error, FsyncPolicy, Lsn, Result};
+use crate::{Error, Lsn, Result};
 
 pub(crate) struct EngineIo {
     vfs: Arc<dyn Vfs>,
@@ -83,15 +83,7 @@ impl GroupIo for EngineIo {
                 std::io::Error::other("journal not open"),
             ));
         };
-        let d = &self.durability;
-        let written = if d.write_behind().enabled() && d.policy() != FsyncPolicy::Always {
-            // As for a stream's tail: a fresh Lsn, the write that carries it comes later.
-            d.write_behind()
-                .append(d, writes, bytes, *len)
-                .map(|()| d.next_lsn())
-        } else {
-            writes.write_now(d, bytes, *len)
-        };
+        let written = writes.append(&self.durability, bytes, *len, true);
         match written {
             Ok(lsn) => {
                 *len += bytes.len() as u64;
