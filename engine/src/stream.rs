@@ -677,11 +677,10 @@ impl Stream {
         Ok(())
     }
 
-    /// Seals the tail and starts a new one whose header snapshots the current state.
-    /// Order: tail fsync'd → pending delete flags written and fsync'd (recovery only redoes
-    /// deletes found in the tail) → index file → new segment created and fsync'd with its
-    /// directory → meta points at the new tail.
-    fn roll(&mut self, base: StreamId, need: u64) -> Result<()> {
+    /// Fsyncs the key file and the tail (so every delete record is durable), then writes
+    /// every pending delete flag and fsyncs the segments holding flags: what a seal and
+    /// `sync` both start with.
+    fn sync_tail_and_flags(&mut self) -> Result<()> {
         self.ctx.durability.check()?;
         self.sync_key_file()?;
         self.sync_tail()?;
@@ -694,6 +693,15 @@ impl Stream {
                 self.ctx.durability.count_fsync();
             }
         }
+        Ok(())
+    }
+
+    /// Seals the tail and starts a new one whose header snapshots the current state.
+    /// Order: tail fsync'd → pending delete flags written and fsync'd (recovery only redoes
+    /// deletes found in the tail) → index file → new segment created and fsync'd with its
+    /// directory → meta points at the new tail.
+    fn roll(&mut self, base: StreamId, need: u64) -> Result<()> {
+        self.sync_tail_and_flags()?;
         let index_bytes = self.tail.data.index.encode(self.tail.number);
         let index_name = segment::index_file_name(self.tail.number);
         if let Err(e) = rewrite_atomic(&self.ctx.vfs, &self.dir, &index_name, &index_bytes, false) {
@@ -1356,18 +1364,7 @@ impl Stream {
 
     /// Makes everything of this stream durable now and records the exact durable offset.
     pub(crate) fn sync(&mut self) -> Result<()> {
-        self.ctx.durability.check()?;
-        self.sync_key_file()?;
-        self.sync_tail()?;
-        self.write_pending_flags(None)?;
-        for number in std::mem::take(&mut self.flag_dirty) {
-            if let Some(file) = self.segment_file(number)? {
-                if let Err(e) = file.sync_data() {
-                    return Err(self.ctx.durability.write_failed("fsync delete flags", e));
-                }
-                self.ctx.durability.count_fsync();
-            }
-        }
+        self.sync_tail_and_flags()?;
         let durable = self.tail.data.index.written;
         let saved = (self.tail.number, durable);
         if self.tail_index_saved != Some(saved) {
