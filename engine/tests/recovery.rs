@@ -17,10 +17,11 @@ use std::{
 
 use bytes::Bytes;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use sluice_engine::{
-    io::{Mapping, OsVfs, VFile, Vfs},
-    Direction, Engine, Entry, Error, FsyncPolicy, IdSpec, Options, StreamId,
-};
+use sluice_engine::{Direction, Engine, Entry, Error, FsyncPolicy, IdSpec, Options, StreamId};
+
+#[path = "common/failing.rs"]
+mod failing;
+use failing::FailingVfs;
 
 fn options(fsync: FsyncPolicy, segment_size: u64) -> Options {
     Options {
@@ -448,97 +449,12 @@ fn deletes_survive_crash_and_roll() {
     assert_eq!(e.stream(0, b"s").unwrap().len(), 197);
 }
 
-/// A file system whose fsyncs (or writes) start failing on demand.
-struct FailingVfs {
-    inner: OsVfs,
-    fail_sync: Arc<AtomicBool>,
-    fail_write: Arc<AtomicBool>,
-}
-
-struct FailingFile {
-    inner: Arc<dyn VFile>,
-    fail_sync: Arc<AtomicBool>,
-    fail_write: Arc<AtomicBool>,
-}
-
-fn eio() -> std::io::Error {
-    std::io::Error::from_raw_os_error(5)
-}
-
-impl Vfs for FailingVfs {
-    fn open(&self, path: &Path, create: bool) -> std::io::Result<Arc<dyn VFile>> {
-        Ok(Arc::new(FailingFile {
-            inner: self.inner.open(path, create)?,
-            fail_sync: self.fail_sync.clone(),
-            fail_write: self.fail_write.clone(),
-        }))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir(&self, path: &Path) -> std::io::Result<()> {
-        self.inner.remove_dir(path)
-    }
-    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
-        self.inner.list_dir(path)
-    }
-    fn is_dir(&self, path: &Path) -> bool {
-        self.inner.is_dir(path)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        self.inner.exists(path)
-    }
-    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
-        if self.fail_sync.load(Ordering::SeqCst) {
-            return Err(eio());
-        }
-        self.inner.sync_dir(path)
-    }
-}
-
-impl VFile for FailingFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        if self.fail_write.load(Ordering::SeqCst) {
-            return Err(std::io::Error::from_raw_os_error(28));
-        }
-        self.inner.write_all_at(buf, offset)
-    }
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn allocate(&self, len: u64) -> std::io::Result<()> {
-        self.inner.allocate(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        if self.fail_sync.load(Ordering::SeqCst) {
-            return Err(eio());
-        }
-        self.inner.sync_data()
-    }
-    fn map(&self, len: u64) -> std::io::Result<Mapping> {
-        self.inner.map(len)
-    }
-}
-
 #[test]
 fn failed_fsync_poisons_writes_but_not_reads() {
     let dir = tempfile::tempdir().unwrap();
     let fail_sync = Arc::new(AtomicBool::new(false));
     let fail_write = Arc::new(AtomicBool::new(false));
     let vfs = Arc::new(FailingVfs {
-        inner: OsVfs,
         fail_sync: fail_sync.clone(),
         fail_write: fail_write.clone(),
     });
@@ -580,9 +496,8 @@ fn failed_write_poisons() {
     let dir = tempfile::tempdir().unwrap();
     let fail_write = Arc::new(AtomicBool::new(false));
     let vfs = Arc::new(FailingVfs {
-        inner: OsVfs,
-        fail_sync: Arc::new(AtomicBool::new(false)),
         fail_write: fail_write.clone(),
+        ..FailingVfs::default()
     });
     let (mut e, _) =
         Engine::open_with(vfs, dir.path(), options(FsyncPolicy::EverySec, 1 << 20)).unwrap();
