@@ -265,7 +265,7 @@ impl Stream {
         meta: MetaFile,
     ) -> Stream {
         let groups = Stream::empty_groups(&ctx, &dir);
-        let writes = TailWrites::new(tail.data.file.clone(), tail.number);
+        let writes = TailWrites::new(tail.data.file.clone(), tail.number, "append to a segment");
         Stream {
             groups,
             dir,

@@ -8,15 +8,16 @@
 //! Anything that needs the bytes in the file writes the buffer first: a read of the tail
 //! (`Stream::with_view`), a delete flag, an fsync of the tail (seal, `sync`, `close`), a
 //! truncate or rewrite of a journal, a sync round of the sync thread, and a change of
-//! policy. A failed write poisons the engine; what it carried stays in the in-memory state
-//! (and may read back as damage) until a restart recovers what is on disk.
+//! policy. A failed write poisons the engine, and what it carried stays in the in-memory
+//! state without being in the file: from then on every flush fails, so no reply that may
+//! reflect unwritten appends is sent, until a restart recovers what is on disk.
 
 use std::sync::{
     atomic::{AtomicBool, AtomicU64, Ordering},
     Arc, Mutex, MutexGuard,
 };
 
-use crate::{durability::Durability, io::VFile, FsyncPolicy, Lsn, Result};
+use crate::{durability::Durability, io::VFile, Error, FsyncPolicy, Lsn, Result};
 
 /// A buffer past this size is written at once, whatever the policy.
 pub(crate) const MAX_BUFFERED: usize = 1 << 20;
@@ -29,6 +30,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// next bytes go and those not yet written.
 pub(crate) struct TailWrites {
     inner: Mutex<Pending>,
+    /// What a failed write reports ("append to a segment").
+    context: &'static str,
     /// In [`WriteBehind`]'s dirty list (cleared when the list is taken).
     queued: AtomicBool,
 }
@@ -45,8 +48,13 @@ struct Pending {
 }
 
 impl TailWrites {
-    pub(crate) fn new(file: Arc<dyn VFile>, segment: u64) -> Arc<TailWrites> {
+    pub(crate) fn new(
+        file: Arc<dyn VFile>,
+        segment: u64,
+        context: &'static str,
+    ) -> Arc<TailWrites> {
         Arc::new(TailWrites {
+            context,
             inner: Mutex::new(Pending {
                 file,
                 segment,
@@ -111,34 +119,45 @@ impl TailWrites {
     /// order). The Lsn of the write.
     fn write_now(&self, d: &Durability, rec: &[u8], offset: u64) -> Result<Lsn> {
         let mut p = lock(&self.inner);
-        Self::write_buffer(&mut p, d)?;
-        Self::write_at(&mut p, d, rec, offset)
+        Self::write_buffer(&mut p, d, self.context)?;
+        Self::write_at(&mut p, d, rec, offset, self.context)
     }
 
     /// Writes the buffered bytes, if any.
     pub(crate) fn flush(&self, d: &Durability) -> Result<()> {
-        Self::write_buffer(&mut lock(&self.inner), d)
+        Self::write_buffer(&mut lock(&self.inner), d, self.context)
     }
 
-    fn write_buffer(p: &mut Pending, d: &Durability) -> Result<()> {
+    fn write_buffer(p: &mut Pending, d: &Durability, context: &str) -> Result<()> {
         if p.buf.is_empty() {
             return Ok(());
         }
         let buf = std::mem::take(&mut p.buf);
         let at = p.at;
-        let result = Self::write_at(p, d, &buf, at);
+        let result = Self::write_at(p, d, &buf, at, context);
+        if result.is_err() {
+            // These appends are in the engine's memory but not in the file: no reply that
+            // may reflect them can ever be sent (see `WriteBehind::flush_all`).
+            d.write_behind().failed.store(true, Ordering::Release);
+        }
         p.buf = buf;
         p.buf.clear();
         result.map(|_| ())
     }
 
-    fn write_at(p: &mut Pending, d: &Durability, rec: &[u8], offset: u64) -> Result<Lsn> {
+    fn write_at(
+        p: &mut Pending,
+        d: &Durability,
+        rec: &[u8],
+        offset: u64,
+        context: &str,
+    ) -> Result<Lsn> {
         let len = rec.len() as u64;
         if let Err(e) = p.file.write_all_at(rec, offset) {
             // Best effort: zero what a short write may have left, so a record the caller
             // was told failed cannot be found whole by recovery.
             let _ = p.file.write_all_at(&vec![0u8; rec.len()], offset);
-            return Err(d.write_failed("append to a segment", e));
+            return Err(d.write_failed(context, e));
         }
         let lsn = d.wrote(&p.file, len);
         if p.meta_candidate.is_none() {
@@ -172,6 +191,8 @@ pub struct WriteBehind {
     appended: AtomicU64,
     /// Every append counted up to here has been written (advanced under the engine lock).
     written: AtomicU64,
+    /// A buffered write failed: the engine's memory holds appends its files never will.
+    failed: AtomicBool,
 }
 
 impl WriteBehind {
@@ -205,8 +226,13 @@ impl WriteBehind {
 
     /// Writes every buffer. Returns the append count it covered: every append counted
     /// before the call is written when it returns, provided no append runs concurrently
-    /// (the engine calls it under `&mut self`).
+    /// (the engine calls it under `&mut self`). Once a buffered write has failed it fails
+    /// every time: appends that never reached their file may show in any reply, so none
+    /// waiting on this may be sent (the engine is poisoned; a restart recovers the disk).
     pub(crate) fn flush_all(&self, d: &Durability) -> Result<u64> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(Error::Poisoned(d.poisoned().unwrap_or_default()));
+        }
         let covered = self.appended.load(Ordering::Acquire);
         let tails = std::mem::take(&mut *lock(&self.dirty));
         let mut result = Ok(());

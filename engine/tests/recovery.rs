@@ -522,3 +522,37 @@ fn failed_write_poisons() {
     assert!(report.corruptions.is_empty());
     assert_eq!(check_served(&all(&e)), vec![1, 2, 3, 4, 5]);
 }
+
+/// Under write-behind a failed write happens at the flush, after the appends it carried
+/// joined the in-memory state: that flush and every later one fail (so the server never
+/// acknowledges them, nor any reply that may reflect them), appends are refused, and a
+/// restart recovers what the disk holds.
+#[test]
+fn failed_buffered_write_fails_every_later_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let fail_write = Arc::new(AtomicBool::new(false));
+    let vfs = Arc::new(FailingVfs {
+        fail_write: fail_write.clone(),
+        ..FailingVfs::default()
+    });
+    let (mut e, _) =
+        Engine::open_with(vfs, dir.path(), options(FsyncPolicy::EverySec, 1 << 20)).unwrap();
+    e.set_write_behind(true).unwrap();
+    e.create_stream(0, b"s").unwrap();
+    add_range(&mut e, 1, 3);
+    e.flush_writes().unwrap();
+    add_range(&mut e, 4, 5);
+    fail_write.store(true, Ordering::SeqCst);
+    assert!(matches!(e.flush_writes(), Err(Error::Io { .. })));
+    fail_write.store(false, Ordering::SeqCst);
+    assert!(matches!(e.flush_writes(), Err(Error::Poisoned(_))));
+    let s = e.stream_mut(0, b"s").unwrap();
+    assert!(matches!(
+        s.add(IdSpec::Auto, &fields(9), 0),
+        Err(Error::Poisoned(_))
+    ));
+    drop(e);
+    let (e, report) = Engine::open(dir.path(), options(FsyncPolicy::EverySec, 1 << 20)).unwrap();
+    assert!(report.corruptions.is_empty(), "{report:?}");
+    assert_eq!(check_served(&all(&e)), vec![1, 2, 3]);
+}

@@ -75,7 +75,11 @@ impl GroupIo for EngineIo {
             if !existed {
                 self.durability.dir_changed(split(path)?.0);
             }
-            self.open = Some((path.to_path_buf(), TailWrites::new(file, 0), len));
+            self.open = Some((
+                path.to_path_buf(),
+                TailWrites::new(file, 0, "append to a group journal"),
+                len,
+            ));
         }
         let Some((_, writes, len)) = self.open.as_mut() else {
             return Err(Error::io(
