@@ -230,6 +230,14 @@ fn reset_clears_connection_state() {
 fn maxclients_is_enforced() {
     let s = Server::with_args(&["--maxclients", "2"]);
     let mut a = s.raw();
+    // The start-up PING probe's connection may not have been closed on the server's side
+    // yet (it would hold the second slot): wait until `a` is the only client.
+    for _ in 0..100 {
+        if a.cmd("INFO clients").contains("connected_clients:1\r\n") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut b = s.raw();
     assert_eq!(a.cmd("PING"), "+PONG\r\n");
     assert_eq!(b.cmd("PING"), "+PONG\r\n");
