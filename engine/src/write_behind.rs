@@ -296,8 +296,12 @@ mod tests {
     }
 
     fn add(e: &mut Engine, ms: u64) {
+        add_to(e, b"s", ms);
+    }
+
+    fn add_to(e: &mut Engine, key: &[u8], ms: u64) {
         let fields = [(Bytes::from_static(b"f"), Bytes::from(ms.to_string()))];
-        e.stream_mut(0, b"s")
+        e.stream_mut(0, key)
             .expect("stream")
             .add(IdSpec::Explicit(StreamId::new(ms, 0)), &fields, 0)
             .expect("add");
@@ -313,12 +317,7 @@ mod tests {
     fn grouped(dir: &Path, key: &[u8]) -> Engine {
         let mut e = open(dir, FsyncPolicy::No, 1 << 20);
         e.create_stream(0, key).expect("create");
-        for ms in 1..=3 {
-            let fields = [(Bytes::from_static(b"f"), Bytes::from(ms.to_string()))];
-            let s = e.stream_mut(0, key).expect("stream");
-            s.add(IdSpec::Explicit(StreamId::new(ms, 0)), &fields, 0)
-                .expect("add");
-        }
+        (1..=3).for_each(|ms| add_to(&mut e, key, ms));
         let s = e.stream_mut(0, key).expect("stream");
         s.create_group(b"g", StreamId::MIN, Some(0)).expect("group");
         e.flush_writes().expect("flush");

@@ -491,16 +491,22 @@ fn failed_fsync_poisons_writes_but_not_reads() {
     assert!(e.stats().poisoned.is_some() && !e.stats().last_fsync_ok);
 }
 
-#[test]
-fn failed_write_poisons() {
-    let dir = tempfile::tempdir().unwrap();
+/// An `everysec` engine in `dir` whose writes fail (ENOSPC) while the returned switch is on.
+fn open_failing_writes(dir: &Path) -> (Engine, Arc<AtomicBool>) {
     let fail_write = Arc::new(AtomicBool::new(false));
     let vfs = Arc::new(FailingVfs {
         fail_write: fail_write.clone(),
         ..FailingVfs::default()
     });
-    let (mut e, _) =
-        Engine::open_with(vfs, dir.path(), options(FsyncPolicy::EverySec, 1 << 20)).unwrap();
+    let (e, _) =
+        Engine::open_with(vfs, dir, options(FsyncPolicy::EverySec, 1 << 20)).expect("open");
+    (e, fail_write)
+}
+
+#[test]
+fn failed_write_poisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut e, fail_write) = open_failing_writes(dir.path());
     e.create_stream(0, b"s").unwrap();
     add_range(&mut e, 1, 5);
     fail_write.store(true, Ordering::SeqCst);
@@ -530,13 +536,7 @@ fn failed_write_poisons() {
 #[test]
 fn failed_buffered_write_fails_every_later_flush() {
     let dir = tempfile::tempdir().unwrap();
-    let fail_write = Arc::new(AtomicBool::new(false));
-    let vfs = Arc::new(FailingVfs {
-        fail_write: fail_write.clone(),
-        ..FailingVfs::default()
-    });
-    let (mut e, _) =
-        Engine::open_with(vfs, dir.path(), options(FsyncPolicy::EverySec, 1 << 20)).unwrap();
+    let (mut e, fail_write) = open_failing_writes(dir.path());
     e.set_write_behind(true).unwrap();
     e.create_stream(0, b"s").unwrap();
     add_range(&mut e, 1, 3);
