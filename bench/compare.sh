@@ -31,7 +31,8 @@ usage() {
 Workloads (default: all): $ALL_WORKLOADS
   xadd-p1 / xadd-p16  XADD, 50 clients, pipeline 1 / 16, one field of 8 bytes, 16-byte value
   xrange / xrevrange  100 entries from a random point of a 100,000-entry stream, 50 clients
-  xreadgroup          10 consumers, XREADGROUP COUNT 10 + XACK over a 300,000-entry stream
+  xreadgroup          10 consumers, XREADGROUP COUNT 10 + XACK over a stream of 600,000 entries
+                      per second of duration (the group must not run dry before the end)
   xread-latency       XADD -> blocked XREAD reader wake-up, 1 reader, 2,000 samples
   pubsub-N            N subscribers of one channel, 1 publisher, pipeline 16, 64-byte messages
   pubsub-patterns     10 subscribers + 10 pattern subscribers holding 1,000 patterns (3 match)
@@ -184,7 +185,8 @@ workload_args() {
     xadd-p16) echo "xadd --clients 50 --pipeline 16 --duration $d" ;;
     xrange) echo "xrange --clients 50 --count 100 --prefill 100000 --reuse --duration $d" ;;
     xrevrange) echo "xrevrange --clients 50 --count 100 --prefill 100000 --reuse --duration $d" ;;
-    xreadgroup) echo "xreadgroup --consumers 10 --count 10 --prefill 300000 --duration $d" ;;
+    # Enough entries that the group does not run dry before the duration (600k/s per second).
+    xreadgroup) echo "xreadgroup --consumers 10 --count 10 --prefill $((600000 * d)) --duration $d" ;;
     xread-latency) echo "xread-latency --readers 1 --samples 2000 --duration $((d * 6))" ;;
     pubsub-1) echo "pubsub --subscribers 1 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
     pubsub-10) echo "pubsub --subscribers 10 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;

@@ -97,7 +97,9 @@ enum Workload {
         consumers: usize,
         #[arg(long, default_value_t = 10)]
         count: u64,
-        #[arg(long, default_value_t = 500_000)]
+        /// Entries written first; enough that 10 consumers do not run out within the
+        /// default duration.
+        #[arg(long, default_value_t = 6_000_000)]
         prefill: u64,
         #[arg(long, default_value_t = 10.0)]
         duration: f64,

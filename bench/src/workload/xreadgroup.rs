@@ -133,14 +133,37 @@ pub async fn run(addr: SocketAddr, opts: &ReadGroupOptions, tags: &[String]) -> 
     ];
     params.extend(opts.shape.describe());
     let fig = Figures::new("xreadgroup", &params, tags);
+    if ran_dry(elapsed, opts.duration) {
+        eprintln!(
+            "xreadgroup: the group consumed all {} entries after {:.2} s of {} s; \
+             raise --prefill to measure over the whole duration",
+            opts.prefill,
+            elapsed.as_secs_f64(),
+            opts.duration.as_secs_f64()
+        );
+    }
     emit_throughput(&fig, &stats, elapsed);
     fig.emit("pending_after", pending.unwrap_or(-1) as f64);
     Ok(())
 }
 
+/// Whether the consumers stopped well before the duration because the stream ran out: the
+/// figures then cover a short, warm-up-heavy run.
+fn ran_dry(elapsed: Duration, duration: Duration) -> bool {
+    elapsed.as_secs_f64() < duration.as_secs_f64() * 0.9
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_that_ends_early_is_reported() {
+        let five = Duration::from_secs(5);
+        assert!(ran_dry(Duration::from_millis(800), five));
+        assert!(!ran_dry(Duration::from_millis(4_990), five));
+        assert!(!ran_dry(Duration::from_millis(5_010), five));
+    }
 
     #[test]
     fn ids_come_from_every_entry_of_every_stream() {
