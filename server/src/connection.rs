@@ -185,16 +185,17 @@ impl Conn {
         let shared = self.shared.clone();
         loop {
             // Execute every complete request already buffered.
+            let mut behind = false;
             loop {
                 match self.run_batch(state) {
                     Batch::Idle => {
                         // End of the pipelined batch: wake whom its PUBLISHes reached.
-                        state.pubsub.wake_subscribers();
+                        behind |= state.pubsub.wake_subscribers();
                         break;
                     }
                     Batch::More => {}
                     Batch::Flush => {
-                        state.pubsub.wake_subscribers();
+                        behind |= state.pubsub.wake_subscribers();
                         self.flush(socket).await?;
                     }
                     Batch::Close => {
@@ -220,6 +221,11 @@ impl Conn {
                         return Err(format!("{e}"));
                     }
                 }
+            }
+            if behind {
+                // Deliveries lag this publisher: let the subscribers run before its reply,
+                // as Redis writes them in the same loop turn as the reply.
+                tokio::task::yield_now().await;
             }
             self.flush(socket).await?;
             // The query buffer limit counts unparsed input plus a request's collected args.
@@ -338,11 +344,18 @@ impl Conn {
                 std::future::pending().await
             }
         };
-        tokio::select! {
-            written = socket.write_all(&self.out) => written.map_err(|e| e.to_string())?,
-            _ = self.cut_off.wait() => return Err(CUT_OFF.into()),
-            _ = stall => return Err(OUTPUT_LIMIT.into()),
+        if self.subscribed {
+            self.cut_off.set_writing(true);
         }
+        let written = tokio::select! {
+            written = socket.write_all(&self.out) => written.map_err(|e| e.to_string()),
+            _ = self.cut_off.wait() => Err(CUT_OFF.into()),
+            _ = stall => Err(OUTPUT_LIMIT.into()),
+        };
+        if self.subscribed {
+            self.cut_off.set_writing(false);
+        }
+        written?;
         self.shared
             .stats
             .net_output_bytes

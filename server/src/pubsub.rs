@@ -268,8 +268,8 @@ impl Hub {
         wakeups: &mut Wakeups,
     ) -> bool {
         match sub.push(item.clone(), limit) {
-            Push::Queued => {
-                wakeups.add(sub);
+            Push::Queued { was_empty } => {
+                wakeups.add(sub, was_empty);
                 true
             }
             Push::Closed => false,
@@ -362,6 +362,9 @@ pub struct Subscriber {
     notify: Notify,
     /// A wake-up for this subscriber is pending in some publisher's [`Wakeups`].
     wake_pending: AtomicBool,
+    /// The connection is writing to its socket (and may be stalled on a client that does
+    /// not read): its queue growing says nothing about how fast messages are delivered.
+    writing: AtomicBool,
     /// Woken (all waiters) when the subscriber is cut off, for a connection that is busy
     /// writing to a client that does not read and so is not waiting in `recv`.
     cut_notify: Notify,
@@ -379,7 +382,8 @@ struct Queue {
 }
 
 enum Push {
-    Queued,
+    /// Queued; `was_empty` if nothing else was waiting to be taken.
+    Queued { was_empty: bool },
     /// The subscriber was already cut off.
     Closed,
     /// This push took the subscriber over its limit: it is now cut off.
@@ -394,6 +398,7 @@ impl Subscriber {
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
             wake_pending: AtomicBool::new(false),
+            writing: AtomicBool::new(false),
             cut_notify: Notify::new(),
         })
     }
@@ -418,6 +423,7 @@ impl Subscriber {
         if q.closed {
             return Push::Closed;
         }
+        let was_empty = q.items.is_empty();
         q.bytes += item.len() as u64;
         q.items.push_back(item);
         let over_hard = limit.hard > 0 && q.bytes >= limit.hard;
@@ -442,7 +448,7 @@ impl Subscriber {
             self.cut_notify.notify_waiters();
             Push::CutOff
         } else {
-            Push::Queued
+            Push::Queued { was_empty }
         }
     }
 
@@ -505,21 +511,27 @@ impl Subscriber {
 #[derive(Default)]
 pub struct Wakeups {
     subs: Vec<Arc<Subscriber>>,
+    /// A subscriber still held messages from an earlier wake-up when this round first
+    /// queued to it, while not busy writing: deliveries are behind the publisher.
+    behind: bool,
 }
 
 impl Wakeups {
-    fn add(&mut self, sub: &Arc<Subscriber>) {
+    fn add(&mut self, sub: &Arc<Subscriber>, was_empty: bool) {
         if !sub.wake_pending.swap(true, Ordering::AcqRel) {
+            self.behind |= !was_empty && !sub.writing.load(Ordering::Relaxed);
             self.subs.push(sub.clone());
         }
     }
 
-    /// Wakes every subscriber queued to since the last call.
-    pub fn wake_all(&mut self) {
+    /// Wakes every subscriber queued to since the last call. True if deliveries to one of
+    /// them were behind (see [`Session::wake_subscribers`]).
+    pub fn wake_all(&mut self) -> bool {
         for sub in self.subs.drain(..) {
             sub.wake_pending.store(false, Ordering::Release);
             sub.notify.notify_one();
         }
+        std::mem::take(&mut self.behind)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -922,6 +934,11 @@ impl CutOffSignal {
     pub async fn wait(&self) {
         self.0.cut_off().await
     }
+
+    /// Marks the connection as writing to its socket (or done writing).
+    pub fn set_writing(&self, writing: bool) {
+        self.0.writing.store(writing, Ordering::Relaxed);
+    }
 }
 
 /// One connection's subscriptions and its queue of messages to deliver. Dropping it
@@ -1011,10 +1028,16 @@ impl Session {
     }
 
     /// Wakes the subscribers this client's PUBLISHes queued messages to.
-    pub fn wake_subscribers(&mut self) {
-        if !self.wakeups.is_empty() {
-            self.wakeups.wake_all();
+    /// True if deliveries to one of them were behind: some subscriber that was not busy
+    /// writing still held messages from this client's previous round. The caller then lets
+    /// the subscribers run before it replies, so a publisher in a closed loop cannot run
+    /// ever further ahead of its deliveries (Redis writes subscribers in the same loop turn
+    /// as the publisher's reply). It never waits on a subscriber's socket.
+    pub fn wake_subscribers(&mut self) -> bool {
+        if self.wakeups.is_empty() {
+            return false;
         }
+        self.wakeups.wake_all()
     }
 
     pub fn unsubscribe(&mut self, kind: Kind, names: &[Bytes]) {
@@ -1299,6 +1322,31 @@ mod tests {
             batch.len(),
             16 * b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n".len()
         );
+        s.clear(&hub);
+    }
+
+    #[tokio::test]
+    async fn a_round_is_behind_only_if_an_idle_subscriber_kept_older_messages() {
+        let hub = Hub::default();
+        let mut s = Subscriptions::new(1);
+        s.subscribe(&hub, Kind::Channel, &[b("c")]);
+        assert!(s.recv().await.is_some()); // the confirmation
+        let mut wakeups = Wakeups::default();
+        let mut round = |n: usize| {
+            for _ in 0..n {
+                hub.publish_deferred(b"c", b"m", &mut wakeups);
+            }
+            wakeups.wake_all()
+        };
+        assert!(!round(16), "an empty queue: the subscriber kept up");
+        assert!(round(1), "the last round's messages are still queued");
+        assert!(s.recv().await.is_some());
+        assert!(!round(3), "taken since");
+        // A subscriber stalled writing to its socket does not pace the publisher.
+        s.sub.writing.store(true, Ordering::Relaxed);
+        assert!(!round(1));
+        s.sub.writing.store(false, Ordering::Relaxed);
+        assert!(round(1));
         s.clear(&hub);
     }
 
