@@ -926,7 +926,9 @@ fn remove_from(state: &mut State, kind: Kind, name: &[u8], id: u64) {
     }
 }
 
-/// Completes [`CutOffSignal::wait`] once its subscriber is cut off by the output limit.
+/// A connection's hold on its subscriber while it writes: [`CutOffSignal::wait`] completes
+/// once the subscriber is cut off by the output limit, and [`CutOffSignal::set_writing`]
+/// tells publishers that a growing queue means a busy socket, not a slow connection task.
 pub struct CutOffSignal(Arc<Subscriber>);
 
 impl CutOffSignal {
