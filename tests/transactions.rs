@@ -95,6 +95,33 @@ fn watch_aborts_exec_when_another_client_writes() {
     assert_eq!(a.cmd("EXEC"), "_\r\n");
 }
 
+/// Redis 7.0 counts no consumer-group command as a modification for WATCH, XGROUP DESTROY
+/// included (checked side by side with redis-server 7.0.15).
+#[test]
+fn group_commands_do_not_abort_a_watching_exec() {
+    let s = Server::start();
+    let mut a = s.raw();
+    let mut b = s.raw();
+    a.cmd("XADD s 1-1 a 1");
+    a.cmd("XGROUP CREATE s g 0");
+    for other in [
+        "XGROUP CREATECONSUMER s g c2",
+        "XREADGROUP GROUP g c STREAMS s >",
+        "XACK s g 1-1",
+        "XGROUP SETID s g 0",
+        "XGROUP DELCONSUMER s g c2",
+        "XGROUP CREATE s g2 0",
+        "XCLAIM s g c3 0 1-1",
+        "XGROUP DESTROY s g",
+    ] {
+        assert_eq!(a.cmd("WATCH s"), "+OK\r\n");
+        assert!(!b.cmd(other).starts_with('-'), "{other} failed");
+        a.cmd("MULTI");
+        a.cmd("XLEN s");
+        assert_eq!(a.cmd("EXEC"), "*1\r\n:1\r\n", "after {other}");
+    }
+}
+
 #[test]
 fn watch_untouched_and_unwatch() {
     let s = Server::start();

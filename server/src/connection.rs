@@ -433,7 +433,9 @@ impl Conn {
                 break Batch::Flush;
             }
             executed += 1;
-            let wakes_readers = (!effects.touched.is_empty() || !effects.flushed.is_empty())
+            let wakes_readers = (!effects.touched.is_empty()
+                || !effects.flushed.is_empty()
+                || !effects.ready.is_empty())
                 && shared.blocking.blocked_clients() > 0;
             if executed >= MAX_BATCH || wakes_readers || (notify && !effects.events.is_empty()) {
                 break Batch::More;
@@ -1129,6 +1131,9 @@ pub fn publish_effects(shared: &Shared, effects: &Effects) {
         shared
             .blocking
             .keys_touched(shared, &effects.touched, &effects.flushed);
+    }
+    if !effects.ready.is_empty() {
+        shared.blocking.keys_touched(shared, &effects.ready, &[]);
     }
 }
 

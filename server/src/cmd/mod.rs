@@ -150,6 +150,9 @@ pub struct Effects {
     /// Databases emptied wholesale (FLUSHDB/FLUSHALL/SWAPDB-like): every key in them counts
     /// as touched.
     pub flushed: Vec<Db>,
+    /// Keys whose blocked readers must look again although the key did not change for WATCH
+    /// (XGROUP DESTROY: its XREADGROUP readers get NOGROUP).
+    pub ready: Vec<(Db, Bytes)>,
 }
 
 impl Effects {
@@ -163,6 +166,12 @@ impl Effects {
     /// Records that a key changed.
     pub fn touch(&mut self, db: Db, key: &Bytes) {
         self.touched.push((db, key.clone()));
+    }
+
+    /// Records that readers blocked on a key must look again, without counting it as
+    /// modified.
+    pub fn wake_readers(&mut self, db: Db, key: &Bytes) {
+        self.ready.push((db, key.clone()));
     }
 
     /// Records a keyspace event (`class` is its notify-keyspace-events flag letter).

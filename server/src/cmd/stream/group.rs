@@ -678,10 +678,9 @@ pub fn group(c: GroupCommand, ctx: &mut Ctx) -> Result<Reply, Reply> {
             ctx.effects.wrote(lsn);
             if existed {
                 ctx.effects.event('t', "xgroup-destroy", db, &key);
-                // Wakes XREADGROUP readers blocked on this group with NOGROUP. (Redis does
-                // not count it as a modification for WATCH; here it does, as the dispatcher
-                // wakes readers from the touched keys.)
-                ctx.effects.touch(db, &key);
+                // XREADGROUP readers blocked on this group get NOGROUP; as in Redis, WATCH
+                // does not see a modification.
+                ctx.effects.wake_readers(db, &key);
             }
             Ok(Reply::Int(i64::from(existed)))
         }
