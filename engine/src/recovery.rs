@@ -9,7 +9,7 @@ use crate::{
     index::SegmentIndex,
     io::Mapping,
     meta::{MetaFile, MetaValue, KEY_FILE},
-    record::{self, Control, Invalid, Kind, StreamState, HEADER_LEN, MAGIC},
+    record::{self, Control, Invalid, Kind, LogPos, StreamState, HEADER_LEN, MAGIC},
     segment::{self, read_record, resync, SegmentData},
     stream::{Ctx, Sealed, Stream, Tail},
     Error, Lsn, RecoveryReport, Result, StreamId,
@@ -627,8 +627,25 @@ impl Stream {
             .filter(|(n, _)| *n != number)
             .map(|&(n, b)| Sealed::new(n, b, None))
             .collect();
+        // Every valid log keeps its trim position at or before its end; a damaged but
+        // CRC-valid state placing it further would hide every entry, new ones included.
+        let mut state = rep.state;
+        let end = LogPos {
+            segment: number,
+            offset: written,
+        };
+        if state.trim_pos > end {
+            report.corruptions.push(format!(
+                "{}: trim position (segment {}, offset {}) lies beyond the end of the log; \
+                 clamped to its end",
+                path.display(),
+                state.trim_pos.segment,
+                state.trim_pos.offset
+            ));
+            state.trim_pos = end;
+        }
         let tail = Tail { number, base, data };
-        let mut stream = Stream::assemble(dir, ctx.clone(), rep.state, sealed, tail, meta);
+        let mut stream = Stream::assemble(dir, ctx.clone(), state, sealed, tail, meta);
         stream.never_synced_at_open =
             number == 0 && found.is_none_or(|m| m.tail == 0 && m.durable == 0);
         // A tail that merely holds writes not yet fsync'd at the crash needs nothing: the
