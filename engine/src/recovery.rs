@@ -68,7 +68,7 @@ fn replay(
         match read_record(map, pos, end)? {
             Ok(rec) => {
                 r.records += 1;
-                apply(&mut r, &rec, number);
+                apply(&mut r, &rec, number, path);
                 pos += rec.len();
             }
             Err(invalid) => {
@@ -152,7 +152,7 @@ fn replay(
     Ok(r)
 }
 
-fn apply(r: &mut Replay, rec: &segment::RawRecord<'_>, number: u64) {
+fn apply(r: &mut Replay, rec: &segment::RawRecord<'_>, number: u64, path: &Path) {
     match rec.header.kind {
         Kind::Entry => {
             if let Some(id) = record::entry_id(rec.body()) {
@@ -168,17 +168,41 @@ fn apply(r: &mut Replay, rec: &segment::RawRecord<'_>, number: u64) {
                 if rec.offset == 0 && segment == number =>
             {
                 r.header_ok = true;
-                r.state = state;
+                r.set_state(state, number, rec.offset, path);
             }
             Some(Control::Header { .. }) => {}
             Some(Control::Delete { state, targets }) => {
-                r.state = state;
+                r.set_state(state, number, rec.offset, path);
                 r.redo
                     .extend(targets.iter().map(|t| (t.segment, t.offset, t.id)));
             }
-            Some(Control::Trim(state)) | Some(Control::SetId(state)) => r.state = state,
+            Some(Control::Trim(state)) | Some(Control::SetId(state)) => {
+                r.set_state(state, number, rec.offset, path)
+            }
             None => {}
         },
+    }
+}
+
+impl Replay {
+    /// Takes the state a record at `(segment, offset)` carries. Its trim position can lie
+    /// no further than the record itself (a trim of everything ends where its own record
+    /// is appended); a damaged but CRC-valid one beyond it would hide the entries written
+    /// after the record, so it is clamped there and reported. Clamping to the record, not
+    /// to the end of the log, gives the same state at every reopen.
+    fn set_state(&mut self, mut state: StreamState, segment: u64, offset: u64, path: &Path) {
+        let at = LogPos { segment, offset };
+        if state.trim_pos > at {
+            self.corruptions.push(format!(
+                "{}: a record at offset {offset} puts the trim position (segment {}, offset {}) \
+                 beyond itself; clamped to the record",
+                path.display(),
+                state.trim_pos.segment,
+                state.trim_pos.offset
+            ));
+            state.trim_pos = at;
+        }
+        self.state = state;
     }
 }
 
@@ -627,8 +651,9 @@ impl Stream {
             .filter(|(n, _)| *n != number)
             .map(|&(n, b)| Sealed::new(n, b, None))
             .collect();
-        // Every valid log keeps its trim position at or before its end; a damaged but
-        // CRC-valid state placing it further would hide every entry, new ones included.
+        // Records clamp the trim position they carry to themselves (`Replay::set_state`);
+        // a state taken from the meta file (no usable header) is clamped to the end of the
+        // log, which the meta file then keeps at the next write of it.
         let mut state = rep.state;
         let end = LogPos {
             segment: number,
