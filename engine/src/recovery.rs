@@ -148,6 +148,12 @@ fn replay(
             }
         }
     }
+    if end < durable {
+        r.corruptions.push(format!(
+            "{}: the file ends at {end}, before its fsync'd offset {durable}; the rest is lost",
+            path.display()
+        ));
+    }
     r.index.written = pos;
     Ok(r)
 }

@@ -1377,7 +1377,13 @@ impl Stream {
             self.ctx.durability.count_fsync();
             self.tail_index_saved = Some(saved);
         }
-        if self.meta.value.durable != durable || self.meta.value.tail != self.tail.number {
+        // The state too: a clean reopen takes it from here, so a meta file whose offset
+        // happens to match but whose state is stale (damaged, or from before recovery)
+        // must not survive a sync.
+        if self.meta.value.durable != durable
+            || self.meta.value.tail != self.tail.number
+            || self.meta.value.state != self.state
+        {
             self.write_meta(durable, true)?;
         }
         self.writes.clear_meta_candidate();
