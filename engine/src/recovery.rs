@@ -197,19 +197,23 @@ impl Replay {
     /// after the record, so it is clamped there and reported. Clamping to the record, not
     /// to the end of the log, gives the same state at every reopen.
     fn set_state(&mut self, mut state: StreamState, segment: u64, offset: u64, path: &Path) {
-        let at = LogPos { segment, offset };
-        if state.trim_pos > at {
+        if let Some(was) = clamp_trim(&mut state, LogPos { segment, offset }) {
             self.corruptions.push(format!(
                 "{}: a record at offset {offset} puts the trim position (segment {}, offset {}) \
                  beyond itself; clamped to the record",
                 path.display(),
-                state.trim_pos.segment,
-                state.trim_pos.offset
+                was.segment,
+                was.offset
             ));
-            state.trim_pos = at;
         }
         self.state = state;
     }
+}
+
+/// Moves a recovered trim position back to `bound` if it lies beyond (no valid log puts it
+/// there); returns where it was.
+fn clamp_trim(state: &mut StreamState, bound: LogPos) -> Option<LogPos> {
+    (state.trim_pos > bound).then(|| std::mem::replace(&mut state.trim_pos, bound))
 }
 
 /// Page size of the torn-write model: a power cut leaves each page written, unwritten, or
@@ -659,21 +663,21 @@ impl Stream {
             .collect();
         // Records clamp the trim position they carry to themselves (`Replay::set_state`);
         // a state taken from the meta file (no usable header) is clamped to the end of the
-        // log, which the meta file then keeps at the next write of it.
+        // log, and the meta file is rewritten below so a later open finds the same.
         let mut state = rep.state;
         let end = LogPos {
             segment: number,
             offset: written,
         };
-        if state.trim_pos > end {
+        let clamped = clamp_trim(&mut state, end);
+        if let Some(was) = clamped {
             report.corruptions.push(format!(
                 "{}: trim position (segment {}, offset {}) lies beyond the end of the log; \
                  clamped to its end",
                 path.display(),
-                state.trim_pos.segment,
-                state.trim_pos.offset
+                was.segment,
+                was.offset
             ));
-            state.trim_pos = end;
         }
         let tail = Tail { number, base, data };
         let mut stream = Stream::assemble(dir, ctx.clone(), state, sealed, tail, meta);
@@ -683,7 +687,10 @@ impl Stream {
         // meta file's offset stays a valid lower bound and the next group commit fsyncs the
         // tail with whatever is appended. After repairs, the repaired tail becomes the
         // durable base (fsync, exact offset in the meta file) before anything acts on it.
-        let damaged = found.is_none() || rep.torn_bytes > 0 || !rep.corruptions.is_empty();
+        let damaged = found.is_none()
+            || rep.torn_bytes > 0
+            || !rep.corruptions.is_empty()
+            || clamped.is_some();
         if damaged {
             if let Err(e) = stream.tail.data.file.sync_data() {
                 return Err(ctx.durability.write_failed("fsync a recovered segment", e));
