@@ -283,6 +283,14 @@ mod tests {
 
     use crate::{Direction, Engine, FsyncPolicy, GroupStart, IdSpec, Options, StreamId};
 
+    /// A fresh directory and an engine holding one empty stream `s`.
+    fn with_stream(fsync: FsyncPolicy, segment_size: u64) -> (tempfile::TempDir, Engine) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut e = open(dir.path(), fsync, segment_size);
+        e.create_stream(0, b"s").expect("create");
+        (dir, e)
+    }
+
     fn open(dir: &Path, fsync: FsyncPolicy, segment_size: u64) -> Engine {
         let options = Options {
             fsync,
@@ -347,9 +355,7 @@ mod tests {
     /// exactly them, after it nothing.
     #[test]
     fn flush_writes_what_a_crash_would_otherwise_lose() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut e = open(dir.path(), FsyncPolicy::No, 1 << 20);
-        e.create_stream(0, b"s").expect("create");
+        let (dir, mut e) = with_stream(FsyncPolicy::No, 1 << 20);
         (1..=3).for_each(|ms| add(&mut e, ms));
         assert_eq!(unwritten(&e), 3);
         e.flush_writes().expect("flush");
@@ -364,9 +370,7 @@ mod tests {
     /// memory only) every entry appended before it.
     #[test]
     fn reads_write_the_buffer_first() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut e = open(dir.path(), FsyncPolicy::EverySec, 1 << 20);
-        e.create_stream(0, b"s").expect("create");
+        let (dir, mut e) = with_stream(FsyncPolicy::EverySec, 1 << 20);
         (1..=4).for_each(|ms| add(&mut e, ms));
         assert_eq!(ids(&e), vec![1, 2, 3, 4]);
         drop(e);
@@ -378,9 +382,7 @@ mod tests {
     /// back whole after a crash that followed only the last flush.
     #[test]
     fn rolls_write_the_buffer_before_sealing() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut e = open(dir.path(), FsyncPolicy::No, 4096);
-        e.create_stream(0, b"s").expect("create");
+        let (dir, mut e) = with_stream(FsyncPolicy::No, 4096);
         (1..=500).for_each(|ms| add(&mut e, ms));
         e.flush_writes().expect("flush");
         drop(e);
@@ -392,9 +394,7 @@ mod tests {
     /// Under `always` nothing waits in memory, and switching to it writes what did.
     #[test]
     fn always_writes_at_once_and_switching_to_it_flushes() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut e = open(dir.path(), FsyncPolicy::EverySec, 1 << 20);
-        e.create_stream(0, b"s").expect("create");
+        let (dir, mut e) = with_stream(FsyncPolicy::EverySec, 1 << 20);
         add(&mut e, 1);
         assert_eq!(unwritten(&e), 1);
         e.set_fsync_policy(FsyncPolicy::Always).expect("policy");
@@ -429,9 +429,7 @@ mod tests {
     /// follow once its Lsn is fsync'd, which must mean the record is in the file.
     #[test]
     fn deletes_are_written_at_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut e = open(dir.path(), FsyncPolicy::No, 1 << 20);
-        e.create_stream(0, b"s").expect("create");
+        let (dir, mut e) = with_stream(FsyncPolicy::No, 1 << 20);
         (1..=3).for_each(|ms| add(&mut e, ms));
         let s = e.stream_mut(0, b"s").expect("stream");
         s.delete(&[StreamId::new(2, 0)]).expect("delete");
@@ -460,9 +458,7 @@ mod tests {
     /// even for appends nobody flushed.
     #[test]
     fn a_sync_round_writes_buffers_first() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut e = open(dir.path(), FsyncPolicy::EverySec, 1 << 20);
-        e.create_stream(0, b"s").expect("create");
+        let (dir, mut e) = with_stream(FsyncPolicy::EverySec, 1 << 20);
         (1..=2).for_each(|ms| add(&mut e, ms));
         e.durability().sync_now().expect("sync round");
         drop(e);
