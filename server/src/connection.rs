@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use sluice_engine::{Db, Lsn};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::client::ClientHandle;
@@ -107,31 +108,6 @@ impl ClientState {
     }
 }
 
-/// Reads what the socket has (at least one byte; 0 at end of stream). Cancel-safe.
-async fn read_some(socket: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
-    loop {
-        socket.readable().await?;
-        match socket.try_read_buf(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            read => return read,
-        }
-    }
-}
-
-/// Writes all of `buf`, waiting while the socket is full. Through `&TcpStream`, which
-/// publishers write to as well (never at the same time: see `Session::park`).
-async fn write_all(socket: &TcpStream, mut buf: &[u8]) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        match socket.try_write(buf) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => socket.writable().await?,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 /// Wall-clock Unix time in ms.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -140,11 +116,9 @@ pub fn now_ms() -> u64 {
 }
 
 /// Serves one client until it disconnects, is killed, errs or the server shuts down.
-pub async fn serve(shared: Arc<Shared>, socket: TcpStream, handle: Arc<ClientHandle>) {
+pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, handle: Arc<ClientHandle>) {
     let id = handle.id;
-    // Shared with the pub/sub hub: publishers write to it while the connection is parked.
-    let socket = Arc::new(socket);
-    let pubsub = crate::pubsub::Session::new(&shared, id, Some(socket.clone()));
+    let pubsub = crate::pubsub::Session::new(&shared, id);
     let authenticated = shared.config().requirepass.is_none();
     let mut state = ClientState {
         id,
@@ -170,7 +144,7 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, handle: Arc<ClientHan
         unwritten: 0,
         busy: false,
     };
-    let result = conn.run(&socket, &mut state).await;
+    let result = conn.run(&mut socket, &mut state).await;
     conn.set_busy(false);
     if let Err(why) = result {
         if !why.is_empty() {
@@ -207,16 +181,21 @@ struct Conn {
 type Closed = String;
 
 impl Conn {
-    async fn run(&mut self, socket: &TcpStream, state: &mut ClientState) -> Result<(), Closed> {
+    async fn run(&mut self, socket: &mut TcpStream, state: &mut ClientState) -> Result<(), Closed> {
         let shared = self.shared.clone();
         loop {
             // Execute every complete request already buffered.
+            let mut behind = false;
             loop {
                 match self.run_batch(state) {
-                    Batch::Idle => break,
+                    Batch::Idle => {
+                        // End of the pipelined batch: wake whom its PUBLISHes reached.
+                        behind |= state.pubsub.wake_subscribers();
+                        break;
+                    }
                     Batch::More => {}
                     Batch::Flush => {
-                        self.deliver(socket, state);
+                        behind |= state.pubsub.wake_subscribers();
                         self.flush(socket).await?;
                     }
                     Batch::Close => {
@@ -231,7 +210,7 @@ impl Conn {
                             return Ok(());
                         }
                         if self.out.len() >= FLUSH_AT {
-                            self.deliver(socket, state);
+                            state.pubsub.wake_subscribers();
                             self.flush(socket).await?;
                         }
                     }
@@ -243,24 +222,12 @@ impl Conn {
                     }
                 }
             }
-            // End of the pipelined batch: deliver what its PUBLISHes queued.
-            self.deliver(socket, state);
-            self.flush(socket).await?;
-            // Write what was queued meanwhile, then park: while this connection waits with
-            // nothing of its own to write, publishers write to its socket themselves.
-            let parked = state.pubsub.is_subscribed();
-            if parked {
-                loop {
-                    match state.pubsub.park() {
-                        Ok(None) => break,
-                        Ok(Some(bytes)) => {
-                            self.out.extend_from_slice(&bytes);
-                            self.flush(socket).await?;
-                        }
-                        Err(()) => return Err(CUT_OFF.into()),
-                    }
-                }
+            if behind {
+                // Deliveries lag this publisher: let the subscribers run before its reply,
+                // as Redis writes them in the same loop turn as the reply.
+                tokio::task::yield_now().await;
             }
+            self.flush(socket).await?;
             // The query buffer limit counts unparsed input plus a request's collected args.
             let limit = shared.config().client_query_buffer_limit;
             let held = (self.input.len() + self.parser.pending_bytes()) as u64;
@@ -288,7 +255,7 @@ impl Conn {
             self.input.reserve(READ_CHUNK);
             self.set_busy(false);
             tokio::select! {
-                n = read_some(socket, &mut self.input) => {
+                n = socket.read_buf(&mut self.input) => {
                     let n = n.map_err(|e| e.to_string())?;
                     if n == 0 {
                         return Ok(());
@@ -304,47 +271,23 @@ impl Conn {
                 _ = shared.shutdown.wait() => {}
                 _ = idle_timeout => return Err(String::new()),
             }
-            if parked {
-                state.pubsub.unpark();
-            }
         }
-    }
-
-    /// Delivers the messages this client's PUBLISHes queued (see [`crate::pubsub`]). Replies
-    /// that may go out now are written first, without waiting, as Redis writes the publisher
-    /// before its subscribers: the client can send its next requests while the deliveries
-    /// are written. A client that does not read its replies delays no delivery.
-    fn deliver(&mut self, socket: &TcpStream, state: &mut ClientState) {
-        if !state.pubsub.has_deliveries() {
-            return;
-        }
-        let limit = self.shared.config().output_normal;
-        let within_limit =
-            |n: u64| (limit.hard == 0 || n <= limit.hard) && (limit.soft == 0 || n <= limit.soft);
-        let ready = self.barrier == Lsn(0) && self.unwritten == 0;
-        if ready && !self.out.is_empty() && (self.subscribed || within_limit(self.out.len() as u64))
-        {
-            if let Ok(n) = socket.try_write(&self.out) {
-                self.shared
-                    .stats
-                    .net_output_bytes
-                    .fetch_add(n as u64, Ordering::Relaxed);
-                bytes::Buf::advance(&mut self.out, n);
-            }
-        }
-        state.pubsub.wake_subscribers();
     }
 
     /// The buffered replies acknowledge writes that may not survive: answers with `err`
     /// instead and closes, so the client treats them as indeterminate.
-    async fn fail_unacknowledged(&mut self, socket: &TcpStream, err: Reply) -> Result<(), Closed> {
+    async fn fail_unacknowledged(
+        &mut self,
+        socket: &mut TcpStream,
+        err: Reply,
+    ) -> Result<(), Closed> {
         self.out.clear();
         let text = match &err {
             Reply::Error(text) => text.clone(),
             _ => String::new(),
         };
         err.encode(crate::reply::Protocol::Resp2, &mut self.out);
-        let _ = write_all(socket, &self.out).await;
+        let _ = socket.write_all(&self.out).await;
         self.out.clear();
         Err(text)
     }
@@ -368,7 +311,7 @@ impl Conn {
         }
     }
 
-    async fn flush(&mut self, socket: &TcpStream) -> Result<(), Closed> {
+    async fn flush(&mut self, socket: &mut TcpStream) -> Result<(), Closed> {
         if self.out.is_empty() {
             return Ok(());
         }
@@ -401,11 +344,17 @@ impl Conn {
                 std::future::pending().await
             }
         };
+        if self.subscribed {
+            self.cut_off.set_writing(true);
+        }
         let written = tokio::select! {
-            written = write_all(socket, &self.out) => written.map_err(|e| e.to_string()),
+            written = socket.write_all(&self.out) => written.map_err(|e| e.to_string()),
             _ = self.cut_off.wait() => Err(CUT_OFF.into()),
             _ = stall => Err(OUTPUT_LIMIT.into()),
         };
+        if self.subscribed {
+            self.cut_off.set_writing(false);
+        }
         written?;
         self.shared
             .stats
@@ -742,7 +691,7 @@ impl Conn {
     /// reply. Runs with no engine lock held and the request's effects published.
     async fn finish(
         &mut self,
-        socket: &TcpStream,
+        socket: &mut TcpStream,
         state: &mut ClientState,
         step: Step,
     ) -> Result<(), Closed> {
@@ -793,7 +742,7 @@ impl Conn {
     /// for CLIENT KILL.
     async fn block(
         &mut self,
-        socket: &TcpStream,
+        socket: &mut TcpStream,
         state: &mut ClientState,
         request: crate::blocking::BlockRequest,
         effects: &mut Effects,
@@ -808,7 +757,7 @@ impl Conn {
                 self.input.reserve(READ_CHUNK);
                 tokio::select! {
                     outcome = &mut wait => break Ok(outcome),
-                    n = read_some(socket, &mut self.input) => match n {
+                    n = socket.read_buf(&mut self.input) => match n {
                         Ok(0) => break Err(String::new()),
                         Ok(_) => {
                             if self.input.len() as u64 > shared.config().client_query_buffer_limit {
@@ -829,7 +778,11 @@ impl Conn {
 
     /// EXEC: runs the queued commands atomically under one engine lock; the reply waits until
     /// the whole transaction is durable.
-    async fn exec(&mut self, socket: &TcpStream, state: &mut ClientState) -> Result<(), Closed> {
+    async fn exec(
+        &mut self,
+        socket: &mut TcpStream,
+        state: &mut ClientState,
+    ) -> Result<(), Closed> {
         let shared = self.shared.clone();
         let Some(multi) = state.multi.take() else {
             self.reply(state, Reply::err("EXEC without MULTI"));

@@ -504,7 +504,7 @@ fn section(name: &str, out: &mut String, ctx: &mut Ctx, shared: &Shared) {
             kv(
                 out,
                 "total_net_output_bytes",
-                &(load(&stats.net_output_bytes) + shared.hub.written_bytes()),
+                &load(&stats.net_output_bytes),
             );
             kv(
                 out,
