@@ -339,6 +339,85 @@ fn resp3_pushes_interleave_with_replies() {
     );
 }
 
+/// The payload of message `i` in the concurrency test: its number, then filler whose length
+/// varies up to 8 KB, so socket writes end in the middle of frames.
+fn numbered_payload(i: usize) -> Vec<u8> {
+    let mut p = format!("m{i}:").into_bytes();
+    let filler = b'a' + (i % 26) as u8;
+    p.resize(p.len() + (i * 7919) % 8_000 + 1, filler);
+    p
+}
+
+#[test]
+fn concurrent_publishes_and_replies_reach_a_resp3_subscriber_whole_and_in_order() {
+    // Messages arrive while the subscriber's connection executes its own requests and
+    // while its socket is full: frames must never interleave, messages must keep their
+    // order, and every reply must come whole.
+    let server = Server::start();
+    // A race shows in some runs only.
+    for _ in 0..5 {
+        concurrent_exchange(server.port);
+    }
+}
+
+/// One subscriber, a publisher and the subscriber's own requests at the same time.
+fn concurrent_exchange(port: u16) {
+    let mut c = Raw::connect(port);
+    assert!(matches!(c.cmd(&["HELLO", "3"]), V::Array(_)));
+    assert_eq!(
+        c.cmd(&["SUBSCRIBE", "ch"]),
+        push(&[bulk("subscribe"), bulk("ch"), V::Int(1)])
+    );
+    let (n_msgs, n_echo) = (5000, 5000);
+    let publisher = std::thread::spawn(move || {
+        let mut p = Raw::connect(port);
+        for i in 0..n_msgs {
+            p.send(&[b"PUBLISH", b"ch", &numbered_payload(i)]);
+        }
+        for _ in 0..n_msgs {
+            assert_eq!(p.read(), V::Int(1));
+        }
+    });
+    let mut w = c.w.try_clone().unwrap();
+    let requester = std::thread::spawn(move || {
+        for j in 0..n_echo {
+            let e = format!("e{j}");
+            let req = format!("*2\r\n$4\r\nECHO\r\n${}\r\n{e}\r\n", e.len());
+            w.write_all(req.as_bytes()).unwrap();
+            if j % 500 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    let (mut next_msg, mut next_echo, mut frames) = (0, 0, 0);
+    while next_msg < n_msgs || next_echo < n_echo {
+        frames += 1;
+        if frames % 100 == 0 {
+            // Stop reading for a while: the socket fills and writes end part-way.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        match c.read() {
+            V::Push(items) => {
+                let want = String::from_utf8(numbered_payload(next_msg)).unwrap();
+                assert_eq!(
+                    items,
+                    [bulk("message"), bulk("ch"), bulk(&want)],
+                    "message {next_msg}"
+                );
+                next_msg += 1;
+            }
+            V::Bulk(b) => {
+                assert_eq!(b, format!("e{next_echo}").into_bytes());
+                next_echo += 1;
+            }
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    publisher.join().unwrap();
+    requester.join().unwrap();
+    assert_eq!(c.cmd(&["PING"]), V::Simple("PONG".into()));
+}
+
 #[test]
 fn resp3_push_with_the_redis_crate() {
     let server = Server::start();
