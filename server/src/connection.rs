@@ -263,10 +263,11 @@ impl Conn {
                     self.set_busy(true);
                     shared.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 }
-                msg = state.pubsub.recv() => match msg {
-                    Some(bytes) => self.out.extend_from_slice(&bytes),
-                    None => return Err(CUT_OFF.into()),
-                },
+                ready = state.pubsub.ready() => {
+                    if !ready || state.pubsub.take_into(&mut self.out).is_err() {
+                        return Err(CUT_OFF.into());
+                    }
+                }
                 _ = state.handle.kill_notify.notified() => {}
                 _ = shared.shutdown.wait() => {}
                 _ = idle_timeout => return Err(String::new()),
@@ -970,9 +971,7 @@ impl Conn {
     /// written next follows every message published before it (Redis' order). Pushes are
     /// sent even under CLIENT REPLY OFF, as Redis does.
     fn drain_pubsub(&mut self, state: &ClientState) {
-        while let Ok(Some(queued)) = state.pubsub.try_recv() {
-            self.out.extend_from_slice(&queued);
-        }
+        while let Ok(true) = state.pubsub.take_into(&mut self.out) {}
     }
 
     fn reply(&mut self, state: &ClientState, reply: Reply) {

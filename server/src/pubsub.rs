@@ -5,10 +5,10 @@
 //! - A published message is encoded once per protocol it is needed in (RESP2 `*3 message`,
 //!   RESP3 `>3` push; a `pmessage` once per matching pattern) and the same [`Bytes`] is queued
 //!   to every receiver. A publish never touches a socket: each subscriber has a queue that its
-//!   connection drains ([`Session::recv`]), so a slow reader costs the publisher one push.
+//!   connection drains ([`Session::take_into`]), so a slow reader costs the publisher one push.
 //! - A subscriber whose queued bytes exceed `client-output-buffer-limit pubsub` (hard, or soft
 //!   for longer than its seconds) is cut off at once: its queue is dropped and
-//!   [`Session::recv`] returns `None` so its connection closes. Nobody else notices.
+//!   [`Session::ready`] returns false so its connection closes. Nobody else notices.
 //! - Patterns are indexed in a byte trie by their literal prefix (the bytes before the first
 //!   glob metacharacter, at most [`MAX_INDEXED_PREFIX`]): a publish walks the trie along the
 //!   channel name and tests only patterns whose prefix the channel starts with.
@@ -35,7 +35,7 @@ use crate::server::Shared;
 /// size stays proportional to the number of patterns, not to their lengths.
 pub const MAX_INDEXED_PREFIX: usize = 64;
 
-/// [`Session::recv`] hands at most about this many bytes to the connection at once.
+/// [`Session::take_into`] hands at most about this many bytes to the connection at once.
 const RECV_BATCH_BYTES: usize = 64 * 1024;
 
 /// The three subscription namespaces.
@@ -452,35 +452,83 @@ impl Subscriber {
         }
     }
 
-    /// Takes queued items, up to about [`RECV_BATCH_BYTES`] (at least one). `Err` once cut off.
-    fn take(&self) -> Result<Option<Bytes>, ()> {
-        let mut batch = Vec::new();
+    /// Appends queued items to `out`, up to about [`RECV_BATCH_BYTES`] (at least one).
+    /// True if there were any; `Err` once cut off.
+    fn take_into(&self, out: &mut BytesMut) -> Result<bool, ()> {
+        const CHUNK: usize = 32;
         let mut size = 0;
+        let mut took = false;
+        loop {
+            // Up to CHUNK items at a time, copied outside the lock so publishers never wait
+            // for the copy, and without allocating.
+            let mut batch: [Bytes; CHUNK] = Default::default();
+            let mut n = 0;
+            let mut more = false;
+            {
+                let mut q = self.lock();
+                if q.closed {
+                    return Err(());
+                }
+                let before = size;
+                while let Some(next) = q.items.front().map(Bytes::len) {
+                    if n == CHUNK {
+                        more = true;
+                        break;
+                    }
+                    if (took || n > 0) && size + next > RECV_BATCH_BYTES {
+                        break;
+                    }
+                    if let Some(item) = q.items.pop_front() {
+                        size += item.len();
+                        batch[n] = item;
+                        n += 1;
+                    }
+                }
+                q.bytes -= (size - before) as u64;
+            }
+            out.reserve(batch[..n].iter().map(Bytes::len).sum());
+            for item in &batch[..n] {
+                out.put_slice(item);
+            }
+            took |= n > 0;
+            if !more {
+                return Ok(took);
+            }
+        }
+    }
+
+    /// Takes queued items (see [`Subscriber::take_into`]) as one buffer: a single item as
+    /// it was queued (shared with the other receivers).
+    fn take(&self) -> Result<Option<Bytes>, ()> {
         {
             let mut q = self.lock();
             if q.closed {
                 return Err(());
             }
-            while let Some(next) = q.items.front().map(Bytes::len) {
-                if !batch.is_empty() && size + next > RECV_BATCH_BYTES {
-                    break;
+            if q.items.len() == 1 {
+                q.bytes = 0;
+                return Ok(q.items.pop_front());
+            }
+        }
+        let mut out = BytesMut::new();
+        Ok(self.take_into(&mut out)?.then(|| out.freeze()))
+    }
+
+    /// Completes when items are queued (true) or the subscriber is cut off (false).
+    /// Cancel-safe: takes nothing.
+    async fn ready(&self) -> bool {
+        loop {
+            {
+                let q = self.lock();
+                if q.closed {
+                    return false;
                 }
-                if let Some(item) = q.items.pop_front() {
-                    size += item.len();
-                    batch.push(item);
+                if !q.items.is_empty() {
+                    return true;
                 }
             }
-            q.bytes -= size as u64;
+            self.notify.notified().await;
         }
-        // Copy outside the lock, so publishers never wait for it.
-        if batch.len() <= 1 {
-            return Ok(batch.pop());
-        }
-        let mut out = BytesMut::with_capacity(size);
-        for item in &batch {
-            out.put_slice(item);
-        }
-        Ok(Some(out.freeze()))
     }
 
     fn is_cut_off(&self) -> bool {
@@ -898,6 +946,19 @@ impl Subscriptions {
         self.sub.take()
     }
 
+    /// Appends queued items to `out` (about [`RECV_BATCH_BYTES`] at most), without waiting.
+    /// True if there were any; `Err` once cut off by the output limit.
+    #[allow(clippy::result_unit_err)]
+    pub fn take_into(&self, out: &mut BytesMut) -> Result<bool, ()> {
+        self.sub.take_into(out)
+    }
+
+    /// Completes once items are queued (true) or the subscriber is cut off (false).
+    /// Cancel-safe.
+    pub async fn ready(&self) -> bool {
+        self.sub.ready().await
+    }
+
     /// Bytes queued and not yet taken by the connection.
     pub fn queued_bytes(&self) -> u64 {
         self.sub.queued_bytes()
@@ -1046,18 +1107,19 @@ impl Session {
         self.subs.unsubscribe(&self.shared.hub, kind, names);
     }
 
-    /// Next encoded message(s) and subscription confirmations to write to the client; pending
-    /// while there are none. `None` means the subscriber was cut off for exceeding its output
-    /// limit: close the connection. Cancel-safe (used in `select!`).
-    pub async fn recv(&mut self) -> Option<Bytes> {
-        self.subs.recv().await
+    /// Appends what is queued now to `out`, without waiting: the connection writes it
+    /// before a command's reply, so messages published before the command ran precede its
+    /// reply. True if there was anything; `Err` once cut off by the output limit.
+    #[allow(clippy::result_unit_err)]
+    pub fn take_into(&self, out: &mut BytesMut) -> Result<bool, ()> {
+        self.subs.take_into(out)
     }
 
-    /// What is queued now, without waiting: the connection writes it before a command's
-    /// reply, so messages published before the command ran precede its reply.
-    #[allow(clippy::result_unit_err)]
-    pub fn try_recv(&self) -> Result<Option<Bytes>, ()> {
-        self.subs.try_recv()
+    /// Completes once messages or confirmations are queued (true), or the subscriber is cut
+    /// off for exceeding its output limit (false: close the connection). Takes nothing, so
+    /// it is cancel-safe (used in `select!`); [`Session::take_into`] takes them.
+    pub async fn ready(&self) -> bool {
+        self.subs.ready().await
     }
 
     /// A handle that completes once this subscriber is cut off, for the connection to select
@@ -1211,6 +1273,46 @@ mod tests {
         // One buffer per protocol, shared by every receiver.
         assert_eq!(got[0].as_ptr(), got[2].as_ptr());
         assert_eq!(got[1].as_ptr(), got[3].as_ptr());
+    }
+
+    #[test]
+    fn take_into_appends_in_order_and_caps_a_batch() {
+        let hub = Hub::default();
+        let mut s = Subscriptions::new(1);
+        s.subscribe(&hub, Kind::Channel, &[b("c")]);
+        drain(&s);
+        // More items than one lock round takes: all of them, in order.
+        for i in 0..100 {
+            hub.publish(b"c", format!("m{i}").as_bytes());
+        }
+        let mut out = BytesMut::from(&b"reply;"[..]);
+        assert_eq!(s.take_into(&mut out), Ok(true));
+        let mut want = b"reply;".to_vec();
+        for i in 0..100 {
+            want.extend_from_slice(&encode_message(
+                Protocol::Resp2,
+                b"message",
+                None,
+                b"c",
+                format!("m{i}").as_bytes(),
+            ));
+        }
+        assert_eq!(&out[..], &want[..]);
+        assert_eq!(s.queued_bytes(), 0);
+        assert_eq!(s.take_into(&mut out), Ok(false));
+        // About RECV_BATCH_BYTES per call, and always at least one item.
+        let big = vec![b'x'; RECV_BATCH_BYTES * 2 / 3];
+        for _ in 0..3 {
+            hub.publish(b"c", &big);
+        }
+        let one = encode_message(Protocol::Resp2, b"message", None, b"c", &big).len();
+        for left in [2, 1, 0] {
+            let mut out = BytesMut::new();
+            assert_eq!(s.take_into(&mut out), Ok(true));
+            assert_eq!(out.len(), one);
+            assert_eq!(s.queued_bytes(), (left * one) as u64);
+        }
+        s.clear(&hub);
     }
 
     #[test]
