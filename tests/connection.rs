@@ -201,6 +201,21 @@ fn client_reply_off_and_skip() {
 }
 
 #[test]
+fn writes_without_replies_survive_a_kill() {
+    // Under `everysec` appends are buffered and written before the replies that need them;
+    // with CLIENT REPLY OFF no reply needs them, yet they must still reach the file at once
+    // (Redis writes its AOF buffer every loop turn), so a kill -9 loses none of them.
+    let mut s = Server::with_args(&["--appendfsync", "everysec"]);
+    let mut c = s.raw();
+    c.send(b"CLIENT REPLY OFF\r\nXADD s 1-1 f v\r\nXADD s 2-1 f v\r\n");
+    // Give the server time to execute them, well under the second after which the
+    // background sync would write them anyway.
+    std::thread::sleep(Duration::from_millis(100));
+    s.restart(); // SIGKILL
+    assert_eq!(s.raw().cmd("XLEN s"), ":2\r\n");
+}
+
+#[test]
 fn quit_replies_ok_and_closes() {
     let s = Server::start();
     let mut c = s.raw();

@@ -313,14 +313,19 @@ impl Conn {
     }
 
     async fn flush(&mut self, socket: &mut TcpStream) -> Result<(), Closed> {
-        if self.out.is_empty() {
+        if self.out.is_empty() && self.unwritten == 0 {
             return Ok(());
         }
+        // With nothing to send (CLIENT REPLY OFF), the appends are still written now, as
+        // Redis writes its AOF buffer every loop turn: a kill -9 does not lose them.
         if let Err(e) = self.await_written().await {
             self.barrier = Lsn(0);
             return self
                 .fail_unacknowledged(socket, cmd::engine_error(&e))
                 .await;
+        }
+        if self.out.is_empty() {
+            return Ok(());
         }
         if self.barrier != Lsn(0) {
             let barrier = std::mem::take(&mut self.barrier);
