@@ -419,6 +419,35 @@ fn concurrent_exchange(port: u16) {
 }
 
 #[test]
+fn a_keyspace_notification_is_sent_only_once_its_write_is_on_disk() {
+    // The notification must not reach the subscriber before the XADD is in the file
+    // (`everysec` buffers appends): a kill -9 right after it was received must not lose
+    // the entry it announced. The writer asks for no replies, so no reply of its own
+    // waits for the write. (The connection also writes its appends at the end of the
+    // batch; the hold on notifications closes the gap before that.)
+    let mut server = Server::with_args(&[
+        "--appendfsync",
+        "everysec",
+        "--notify-keyspace-events",
+        "Et",
+    ]);
+    for i in 1..=5 {
+        let mut sub = Raw::connect(server.port);
+        assert_eq!(
+            sub.cmd(&["SUBSCRIBE", "__keyevent@0__:xadd"]),
+            arr(&[bulk("subscribe"), bulk("__keyevent@0__:xadd"), V::Int(1)])
+        );
+        let mut writer = Raw::connect(server.port);
+        writer.send(&[b"CLIENT", b"REPLY", b"OFF"]);
+        writer.send(&[b"XADD", b"s", b"*", b"f", b"v"]);
+        assert_eq!(sub.read(), message("__keyevent@0__:xadd", "s"));
+        server.restart(); // SIGKILL
+        let mut c = Raw::connect(server.port);
+        assert_eq!(c.cmd(&["XLEN", "s"]), V::Int(i), "round {i}");
+    }
+}
+
+#[test]
 fn resp3_push_with_the_redis_crate() {
     let server = Server::start();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -264,7 +264,7 @@ impl Conn {
                     shared.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 ready = state.pubsub.ready() => {
-                    if !ready || state.pubsub.take_into(&mut self.out).is_err() {
+                    if !ready || self.take_pubsub(state).is_err() {
                         return Err(CUT_OFF.into());
                     }
                 }
@@ -976,7 +976,22 @@ impl Conn {
     /// written next follows every message published before it (Redis' order). Pushes are
     /// sent even under CLIENT REPLY OFF, as Redis does.
     fn drain_pubsub(&mut self, state: &ClientState) {
-        while let Ok(true) = state.pubsub.take_into(&mut self.out) {}
+        while let Ok(true) = self.take_pubsub(state) {}
+    }
+
+    /// Appends queued pub/sub messages to the output: true if any, `Err` once cut off. Keyspace
+    /// notifications are held until the writes they report are durable (`always`) or
+    /// written (`everysec`, `no`), as a reply that observed them would be: Redis writes
+    /// them only after its AOF write and fsync.
+    fn take_pubsub(&mut self, state: &ClientState) -> Result<bool, ()> {
+        Ok(match state.pubsub.take_into(&mut self.out)? {
+            crate::pubsub::Taken::Notifications => {
+                self.hold_until_durable(Lsn(0));
+                true
+            }
+            crate::pubsub::Taken::Messages => true,
+            crate::pubsub::Taken::Nothing => false,
+        })
     }
 
     fn reply(&mut self, state: &ClientState, reply: Reply) {

@@ -151,7 +151,7 @@ impl Hub {
     /// client once per event-loop turn), so the subscriber writes the batch in one syscall.
     pub fn publish_deferred(&self, channel: &[u8], message: &[u8], wakeups: &mut Wakeups) -> usize {
         let state = self.read();
-        self.publish_locked(&state, channel, message, wakeups)
+        self.publish_locked(&state, channel, message, false, wakeups)
     }
 
     /// SPUBLISH: queues `message` to the subscribers of shard channel `channel`.
@@ -174,7 +174,7 @@ impl Hub {
         let limit = self.output_limit();
         let mut msg = Encoded::new(b"smessage", None, channel, message);
         set.iter()
-            .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit, wakeups))
+            .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit, false, wakeups))
             .count()
     }
 
@@ -190,11 +190,11 @@ impl Hub {
             if flags.keyspace {
                 let mut chan = format!("__keyspace@{}__:", ev.db).into_bytes();
                 chan.extend_from_slice(&ev.key);
-                self.publish_locked(&state, &chan, ev.event.as_bytes(), &mut wakeups);
+                self.publish_locked(&state, &chan, ev.event.as_bytes(), true, &mut wakeups);
             }
             if flags.keyevent {
                 let chan = format!("__keyevent@{}__:{}", ev.db, ev.event);
-                self.publish_locked(&state, chan.as_bytes(), &ev.key, &mut wakeups);
+                self.publish_locked(&state, chan.as_bytes(), &ev.key, true, &mut wakeups);
             }
         }
         drop(state);
@@ -232,11 +232,13 @@ impl Hub {
         self.read().patterns.len()
     }
 
+    /// `notice`: a keyspace notification (see [`Taken::Notifications`]).
     fn publish_locked(
         &self,
         state: &State,
         channel: &[u8],
         message: &[u8],
+        notice: bool,
         wakeups: &mut Wakeups,
     ) -> usize {
         let limit = self.output_limit();
@@ -245,14 +247,14 @@ impl Hub {
             let mut msg = Encoded::new(b"message", None, channel, message);
             receivers += set
                 .iter()
-                .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit, wakeups))
+                .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit, notice, wakeups))
                 .count();
         }
         state.patterns.for_each_match(channel, |pattern, set| {
             let mut msg = Encoded::new(b"pmessage", Some(pattern), channel, message);
             receivers += set
                 .iter()
-                .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit, wakeups))
+                .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit, notice, wakeups))
                 .count();
         });
         receivers
@@ -265,9 +267,10 @@ impl Hub {
         sub: &Arc<Subscriber>,
         item: &Bytes,
         limit: &OutputLimit,
+        notice: bool,
         wakeups: &mut Wakeups,
     ) -> bool {
-        match sub.push(item.clone(), limit) {
+        match sub.push(item.clone(), limit, notice) {
             Push::Queued { was_empty } => {
                 wakeups.add(sub, was_empty);
                 true
@@ -379,6 +382,19 @@ struct Queue {
     soft_since: Option<Instant>,
     /// Cut off for exceeding the limit: nothing is queued any more.
     closed: bool,
+    /// A keyspace notification was queued since the queue was last empty.
+    notice: bool,
+}
+
+/// What [`Session::take_into`] appended to the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Taken {
+    Nothing,
+    /// Messages and confirmations only.
+    Messages,
+    /// Including keyspace notifications: the writes they report may not be durable (or
+    /// written) yet, so the output must wait for them as a reply to a read would.
+    Notifications,
 }
 
 enum Push {
@@ -418,11 +434,12 @@ impl Subscriber {
     /// Queues `item`, then applies Redis' `checkClientOutputBufferLimits`: over the hard limit,
     /// or over the soft limit for more than its seconds, cuts the subscriber off. The caller
     /// wakes the subscriber for a queued item (see [`Wakeups`]).
-    fn push(&self, item: Bytes, limit: &OutputLimit) -> Push {
+    fn push(&self, item: Bytes, limit: &OutputLimit, notice: bool) -> Push {
         let mut q = self.lock();
         if q.closed {
             return Push::Closed;
         }
+        q.notice |= notice;
         let was_empty = q.items.is_empty();
         q.bytes += item.len() as u64;
         q.items.push_back(item);
@@ -453,11 +470,12 @@ impl Subscriber {
     }
 
     /// Appends queued items to `out`, up to about [`RECV_BATCH_BYTES`] (at least one).
-    /// True if there were any; `Err` once cut off.
-    fn take_into(&self, out: &mut BytesMut) -> Result<bool, ()> {
+    /// `Err` once cut off.
+    fn take_into(&self, out: &mut BytesMut) -> Result<Taken, ()> {
         const CHUNK: usize = 32;
         let mut size = 0;
         let mut took = false;
+        let mut notice = false;
         loop {
             // Up to CHUNK items at a time, copied outside the lock so publishers never wait
             // for the copy, and without allocating.
@@ -470,6 +488,7 @@ impl Subscriber {
                     return Err(());
                 }
                 let before = size;
+                notice |= q.notice;
                 while let Some(next) = q.items.front().map(Bytes::len) {
                     if n == CHUNK {
                         more = true;
@@ -485,6 +504,9 @@ impl Subscriber {
                     }
                 }
                 q.bytes -= (size - before) as u64;
+                if q.items.is_empty() {
+                    q.notice = false;
+                }
             }
             out.reserve(batch[..n].iter().map(Bytes::len).sum());
             for item in &batch[..n] {
@@ -492,7 +514,11 @@ impl Subscriber {
             }
             took |= n > 0;
             if !more {
-                return Ok(took);
+                return Ok(match (took, notice) {
+                    (false, _) => Taken::Nothing,
+                    (true, false) => Taken::Messages,
+                    (true, true) => Taken::Notifications,
+                });
             }
         }
     }
@@ -507,11 +533,13 @@ impl Subscriber {
             }
             if q.items.len() == 1 {
                 q.bytes = 0;
+                q.notice = false;
                 return Ok(q.items.pop_front());
             }
         }
         let mut out = BytesMut::new();
-        Ok(self.take_into(&mut out)?.then(|| out.freeze()))
+        let taken = self.take_into(&mut out)?;
+        Ok((taken != Taken::Nothing).then(|| out.freeze()))
     }
 
     /// Completes when items are queued (true) or the subscriber is cut off (false).
@@ -838,6 +866,7 @@ impl Subscriptions {
             &self.sub,
             &reply.to_bytes(self.sub.protocol()),
             limit,
+            false,
             wakeups,
         );
     }
@@ -947,9 +976,9 @@ impl Subscriptions {
     }
 
     /// Appends queued items to `out` (about [`RECV_BATCH_BYTES`] at most), without waiting.
-    /// True if there were any; `Err` once cut off by the output limit.
+    /// `Err` once cut off by the output limit.
     #[allow(clippy::result_unit_err)]
-    pub fn take_into(&self, out: &mut BytesMut) -> Result<bool, ()> {
+    pub fn take_into(&self, out: &mut BytesMut) -> Result<Taken, ()> {
         self.sub.take_into(out)
     }
 
@@ -1109,9 +1138,9 @@ impl Session {
 
     /// Appends what is queued now to `out`, without waiting: the connection writes it
     /// before a command's reply, so messages published before the command ran precede its
-    /// reply. True if there was anything; `Err` once cut off by the output limit.
+    /// reply. `Err` once cut off by the output limit.
     #[allow(clippy::result_unit_err)]
-    pub fn take_into(&self, out: &mut BytesMut) -> Result<bool, ()> {
+    pub fn take_into(&self, out: &mut BytesMut) -> Result<Taken, ()> {
         self.subs.take_into(out)
     }
 
@@ -1286,7 +1315,7 @@ mod tests {
             hub.publish(b"c", format!("m{i}").as_bytes());
         }
         let mut out = BytesMut::from(&b"reply;"[..]);
-        assert_eq!(s.take_into(&mut out), Ok(true));
+        assert_eq!(s.take_into(&mut out), Ok(Taken::Messages));
         let mut want = b"reply;".to_vec();
         for i in 0..100 {
             want.extend_from_slice(&encode_message(
@@ -1299,7 +1328,7 @@ mod tests {
         }
         assert_eq!(&out[..], &want[..]);
         assert_eq!(s.queued_bytes(), 0);
-        assert_eq!(s.take_into(&mut out), Ok(false));
+        assert_eq!(s.take_into(&mut out), Ok(Taken::Nothing));
         // About RECV_BATCH_BYTES per call, and always at least one item.
         let big = vec![b'x'; RECV_BATCH_BYTES * 2 / 3];
         for _ in 0..3 {
@@ -1308,7 +1337,7 @@ mod tests {
         let one = encode_message(Protocol::Resp2, b"message", None, b"c", &big).len();
         for left in [2, 1, 0] {
             let mut out = BytesMut::new();
-            assert_eq!(s.take_into(&mut out), Ok(true));
+            assert_eq!(s.take_into(&mut out), Ok(Taken::Messages));
             assert_eq!(out.len(), one);
             assert_eq!(s.queued_bytes(), (left * one) as u64);
         }
@@ -1532,6 +1561,32 @@ mod tests {
             "*4\r\n$8\r\npmessage\r\n$10\r\n__key*__:*\r\n$17\r\n__keyspace@0__:s1\r\n$4\r\nxadd\r\n\
              *4\r\n$8\r\npmessage\r\n$10\r\n__key*__:*\r\n$19\r\n__keyevent@0__:xadd\r\n$2\r\ns1\r\n"
         );
+        s.clear(&hub);
+    }
+
+    #[test]
+    fn taking_a_keyspace_notification_is_reported() {
+        let hub = Hub::default();
+        let mut s = Subscriptions::new(1);
+        s.subscribe(&hub, Kind::Pattern, &[b("__key*__:*")]);
+        s.subscribe(&hub, Kind::Channel, &[b("c")]);
+        drain(&s);
+        let mut out = BytesMut::new();
+        hub.publish(b"c", b"m");
+        assert_eq!(s.take_into(&mut out), Ok(Taken::Messages));
+        let xadd = KeyspaceEvent {
+            class: 't',
+            event: "xadd",
+            db: 0,
+            key: b("s"),
+        };
+        hub.notify_keyspace(&KeyspaceFlags::parse("Et").unwrap(), &[xadd]);
+        hub.publish(b"c", b"m");
+        assert_eq!(s.take_into(&mut out), Ok(Taken::Notifications));
+        // The queue was emptied: what follows is plain again.
+        hub.publish(b"c", b"m");
+        assert_eq!(s.take_into(&mut out), Ok(Taken::Messages));
+        assert_eq!(s.take_into(&mut out), Ok(Taken::Nothing));
         s.clear(&hub);
     }
 
