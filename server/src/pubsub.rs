@@ -524,7 +524,8 @@ impl Subscriber {
     }
 
     /// Takes queued items (see [`Subscriber::take_into`]) as one buffer: a single item as
-    /// it was queued (shared with the other receivers).
+    /// it was queued, so tests can see it is shared with the other receivers.
+    #[cfg(test)]
     fn take(&self) -> Result<Option<Bytes>, ()> {
         {
             let mut q = self.lock();
@@ -958,7 +959,7 @@ impl Subscriptions {
     }
 
     /// The next queued item(s), waiting for one. `None` once cut off by the output limit.
-    /// Cancel-safe: nothing is taken from the queue unless it is returned.
+    #[cfg(test)]
     pub async fn recv(&self) -> Option<Bytes> {
         loop {
             match self.sub.take() {
@@ -970,6 +971,7 @@ impl Subscriptions {
     }
 
     /// The queued item(s), without waiting. `Err` once cut off by the output limit.
+    #[cfg(test)]
     #[allow(clippy::result_unit_err)]
     pub fn try_recv(&self) -> Result<Option<Bytes>, ()> {
         self.sub.take()
