@@ -532,7 +532,8 @@ pub fn recover(image: &StreamImage) -> Recovered {
     let before = read_back(&mut engine, true);
     out.entries = before.0.len();
     out.groups = before.1.len();
-    let length = engine.stream(0, KEY).map_or(0, |s| s.meta().length);
+    let meta = engine.stream(0, KEY).map(|s| s.meta());
+    let length = meta.as_ref().map_or(0, |m| m.length);
     if engine.close().is_err() {
         return out;
     }
@@ -540,6 +541,7 @@ pub fn recover(image: &StreamImage) -> Recovered {
         panic!("a directory recovery produced and closed cleanly fails to reopen");
     };
     let after = read_back(&mut engine, false);
+    let meta_after = engine.stream(0, KEY).map(|s| s.meta());
     // Only a self-consistent log must reopen identically: CRC-valid records whose entry IDs
     // do not increase (which no sequence of commands writes) let the groups be clamped to a
     // last ID below entries they were given.
@@ -559,6 +561,10 @@ pub fn recover(image: &StreamImage) -> Recovered {
             durable(&before),
             durable(&after),
             "groups differ after a clean reopen"
+        );
+        assert_eq!(
+            meta, meta_after,
+            "stream counters differ after a clean reopen"
         );
     } else {
         assert_eq!(before.0, after.0, "entries differ after a clean reopen");

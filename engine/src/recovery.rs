@@ -33,6 +33,9 @@ struct Replay {
     corruptions: Vec<String>,
     /// Taken from the clean-shutdown index instead of replaying.
     fast: bool,
+    /// While the state is still the meta file's (no record has carried one yet), entries
+    /// below this offset are already counted in it: they are indexed, not counted again.
+    counted_until: u64,
 }
 
 /// Replays the records of a tail segment mapped with `capacity` bytes, of which the file
@@ -59,6 +62,7 @@ fn replay(
         torn_records: 0,
         corruptions: Vec::new(),
         fast: false,
+        counted_until: durable,
     };
     let mut pos = 0u64;
     loop {
@@ -163,6 +167,10 @@ fn apply(r: &mut Replay, rec: &segment::RawRecord<'_>, number: u64, path: &Path)
         Kind::Entry => {
             if let Some(id) = record::entry_id(rec.body()) {
                 r.index.note_entry(id, rec.offset);
+                if rec.offset < r.counted_until {
+                    // A state from the meta file (damaged header) already counts it.
+                    return;
+                }
                 r.state.last_id = id;
                 r.state.entries_added = r.state.entries_added.saturating_add(1);
                 r.state.length = r.state.length.saturating_add(1);
@@ -207,6 +215,7 @@ impl Replay {
             ));
         }
         self.state = state;
+        self.counted_until = 0;
     }
 }
 
@@ -429,6 +438,7 @@ fn clean_tail(
         torn_records: 0,
         corruptions: Vec::new(),
         fast: true,
+        counted_until: 0,
     })
 }
 
