@@ -439,10 +439,7 @@ impl Conn {
                 break Batch::Flush;
             }
             executed += 1;
-            let wakes_readers = (!effects.touched.is_empty()
-                || !effects.flushed.is_empty()
-                || !effects.ready.is_empty())
-                && shared.blocking.blocked_clients() > 0;
+            let wakes_readers = effects.wakes_readers() && shared.blocking.blocked_clients() > 0;
             if executed >= MAX_BATCH || wakes_readers || (notify && !effects.events.is_empty()) {
                 break Batch::More;
             }

@@ -174,6 +174,12 @@ impl Effects {
         self.ready.push((db, key.clone()));
     }
 
+    /// True if blocked readers may have to look again: keys touched or made ready, or
+    /// databases flushed (what [`crate::connection::publish_effects`] wakes them for).
+    pub fn wakes_readers(&self) -> bool {
+        !self.touched.is_empty() || !self.flushed.is_empty() || !self.ready.is_empty()
+    }
+
     /// Records a keyspace event (`class` is its notify-keyspace-events flag letter).
     pub fn event(&mut self, class: char, event: &'static str, db: Db, key: &Bytes) {
         self.events.push(KeyspaceEvent {
