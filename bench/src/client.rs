@@ -62,7 +62,8 @@ impl Conn {
     }
 
     /// Reads more bytes, first moving unread bytes to the front and growing a full buffer.
-    async fn fill(&mut self) -> Result<()> {
+    /// Cancel-safe: if the read is dropped unfinished, no byte is lost.
+    pub async fn fill(&mut self) -> Result<()> {
         if self.rpos > 0 {
             self.rbuf.copy_within(self.rpos..self.rend, 0);
             self.rend -= self.rpos;
@@ -87,13 +88,22 @@ impl Conn {
     /// Reads one reply without decoding it; its bytes stay readable through [`Conn::last`].
     pub async fn read_frame(&mut self) -> Result<Frame> {
         loop {
-            if let Some(frame) = resp::scan(&self.rbuf[self.rpos..self.rend])? {
-                self.last = self.rpos..self.rpos + frame.len;
-                self.rpos += frame.len;
+            if let Some(frame) = self.buffered_frame()? {
                 return Ok(frame);
             }
             self.fill().await?;
         }
+    }
+
+    /// The next reply if the bytes already read hold all of it, else `None` (call
+    /// [`Conn::fill`]); like [`Conn::read_frame`] otherwise.
+    pub fn buffered_frame(&mut self) -> Result<Option<Frame>> {
+        let Some(frame) = resp::scan(&self.rbuf[self.rpos..self.rend])? else {
+            return Ok(None);
+        };
+        self.last = self.rpos..self.rpos + frame.len;
+        self.rpos += frame.len;
+        Ok(Some(frame))
     }
 
     /// The bytes of the reply last returned by [`Conn::read_frame`]; frame ranges index it.
