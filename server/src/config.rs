@@ -99,6 +99,8 @@ pub struct Config {
     pub notify_keyspace_events: KeyspaceFlags,
     /// Idle seconds before a client is disconnected (0 = never).
     pub timeout: u64,
+    /// Threads serving connections; 0 = one per CPU (or `TOKIO_WORKER_THREADS`).
+    pub worker_threads: usize,
     /// The config file given on the command line, if any (INFO server `config_file`).
     pub config_file: Option<PathBuf>,
 }
@@ -129,6 +131,7 @@ impl Default for Config {
             },
             notify_keyspace_events: KeyspaceFlags::default(),
             timeout: 0,
+            worker_threads: 0,
             config_file: None,
         }
     }
@@ -149,11 +152,15 @@ pub const DIRECTIVES: &[&str] = &[
     "client-output-buffer-limit",
     "notify-keyspace-events",
     "timeout",
+    "worker-threads",
 ];
 
 /// Directives CONFIG SET refuses ("can't set immutable config"): they shape the listener
 /// and the engine at start-up.
-pub const IMMUTABLE: &[&str] = &["port", "bind", "dir", "databases"];
+pub const IMMUTABLE: &[&str] = &["port", "bind", "dir", "databases", "worker-threads"];
+
+/// The most `worker-threads` accepts.
+const MAX_WORKER_THREADS: i64 = 1024;
 
 /// Why a directive was rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -214,6 +221,7 @@ impl Config {
                 self.notify_keyspace_events = KeyspaceFlags::parse(arg).map_err(Invalid)?
             }
             "timeout" => self.timeout = int_in(arg, 0, i64::from(i32::MAX))? as u64,
+            "worker-threads" => self.worker_threads = int_in(arg, 0, MAX_WORKER_THREADS)? as usize,
             _ => return Err(Unknown),
         }
         Ok(())
@@ -248,6 +256,7 @@ impl Config {
             }
             "notify-keyspace-events" => self.notify_keyspace_events.to_redis_string(),
             "timeout" => self.timeout.to_string(),
+            "worker-threads" => self.worker_threads.to_string(),
             _ => return None,
         })
     }
@@ -487,6 +496,20 @@ mod tests {
         assert_eq!(c.output_pubsub.hard, 1 << 20);
         assert_eq!(c.output_pubsub.soft, 2048);
         assert_eq!(c.get("notify-keyspace-events").unwrap(), "AKE");
+    }
+
+    #[test]
+    fn worker_threads_default_to_one_per_cpu_and_are_bounded() {
+        assert_eq!(Config::from_args(&[]).unwrap().worker_threads, 0);
+        let c = Config::from_text("worker-threads 3").unwrap();
+        assert_eq!(c.worker_threads, 3);
+        assert_eq!(c.get("worker-threads").unwrap(), "3");
+        let err = Config::from_text("worker-threads 1025").unwrap_err();
+        assert!(
+            err.ends_with("argument must be between 0 and 1024 inclusive"),
+            "{err}"
+        );
+        assert!(IMMUTABLE.contains(&"worker-threads"));
     }
 
     #[test]
