@@ -124,7 +124,15 @@ fn config_get_set() {
         "*2\r\n$22\r\nnotify-keyspace-events\r\n$4\r\ngxKE\r\n"
     );
     let many = c.cmd("CONFIG GET *");
-    assert!(many.starts_with("*26\r\n"), "{many}");
+    assert!(many.starts_with("*28\r\n"), "{many}");
+    assert!(
+        many.contains("$14\r\nworker-threads\r\n$1\r\n0\r\n"),
+        "{many}"
+    );
+    assert_eq!(
+        c.cmd("CONFIG SET worker-threads 1"),
+        "-ERR CONFIG SET failed (possibly related to argument 'worker-threads') - can't set immutable config\r\n"
+    );
     let out = c.cmd("CONFIG GET client-output-buffer-limit");
     assert!(out.contains("normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"));
     assert_eq!(c.cmd("CONFIG SET requirepass pw"), "+OK\r\n");
