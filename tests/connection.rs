@@ -89,6 +89,16 @@ fn requirepass_gives_noauth_and_wrongpass() {
     let mut c = s.raw();
     assert_eq!(c.cmd("PING"), "-NOAUTH Authentication required.\r\n");
     assert_eq!(c.cmd("XLEN k"), "-NOAUTH Authentication required.\r\n");
+    // A syntax error is the command's own reply: NOAUTH comes first, as in Redis. A
+    // wrong arity or an unknown command is refused before the check.
+    assert_eq!(
+        c.cmd("XADD k not-an-id f v"),
+        "-NOAUTH Authentication required.\r\n"
+    );
+    assert_eq!(
+        c.cmd("XLEN"),
+        "-ERR wrong number of arguments for 'xlen' command\r\n"
+    );
     assert_eq!(
         c.cmd("FOO"),
         "-ERR unknown command 'FOO', with args beginning with: \r\n"

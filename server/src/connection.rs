@@ -627,6 +627,11 @@ impl Conn {
                 return Step::Done;
             }
         }
+        if let Command::Invalid(reply) = command {
+            Stats::call(shared, spec.name, Instant::now(), true);
+            self.reply(state, reply);
+            return Step::Done;
+        }
         if spec.name == "exec" {
             return Step::Exec;
         }
@@ -822,15 +827,17 @@ impl Conn {
                     &mut engine,
                     &mut effects,
                     |ctx| {
-                        expire_keys(
-                            &shared,
-                            ctx.engine,
-                            ctx.db,
-                            spec,
-                            &args,
-                            ctx.now_ms,
-                            ctx.effects,
-                        );
+                        if !matches!(command, Command::Invalid(_)) {
+                            expire_keys(
+                                &shared,
+                                ctx.engine,
+                                ctx.db,
+                                spec,
+                                &args,
+                                ctx.now_ms,
+                                ctx.effects,
+                            );
+                        }
                         match &poisoned {
                             Some(why) if spec.flags.contains(&"write") => Err(cmd::misconf(why)),
                             _ => Ok(execute(command, ctx, state, &shared)),
@@ -1061,6 +1068,7 @@ fn execute(
             let replies = cmd::pubsub::execute(c, &mut state.pubsub);
             Execution::Replies(replies)
         }
+        Command::Invalid(reply) => Execution::Outcome(Outcome::Reply(reply)),
     }
 }
 

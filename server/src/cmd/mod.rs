@@ -32,10 +32,17 @@ pub enum Command {
     Transaction(transaction::TxCommand),
     Stream(stream::StreamCommand),
     PubSub(pubsub::PubSubCommand),
+    /// A known command whose own syntax check refused its arguments. Redis runs such a
+    /// command and the command replies the error, so it passes the NOAUTH and
+    /// subscribed-mode checks first, is queued inside MULTI (its error then takes its
+    /// place in EXEC's array) and counts as a failed call.
+    Invalid(Reply),
 }
 
 /// Parses a request (`args[0]` is the command name) into a typed command, checking the
 /// command exists and its arity first, with Redis' texts. Returns the table entry too.
+/// `Err` is what Redis rejects before running anything (an unknown command or
+/// subcommand, a wrong arity); a syntax error is [`Command::Invalid`].
 pub fn parse(args: &[Bytes]) -> Result<(Command, &'static table::Spec), Reply> {
     let Some((name, rest)) = args.split_first() else {
         return Err(Reply::err("empty command"));
@@ -63,14 +70,14 @@ pub fn parse(args: &[Bytes]) -> Result<(Command, &'static table::Spec), Reply> {
         }
     }
     let cmd = match spec.family {
-        table::Family::Connection => Command::Connection(connection::parse(spec.name, rest)?),
-        table::Family::Keys => Command::Keys(keys::parse(spec.name, rest)?),
-        table::Family::Server => Command::Server(server::parse(spec.name, rest)?),
-        table::Family::Transaction => Command::Transaction(transaction::parse(spec.name, rest)?),
-        table::Family::Stream => Command::Stream(stream::parse(spec.name, rest)?),
-        table::Family::PubSub => Command::PubSub(pubsub::parse(spec.name, rest)?),
+        table::Family::Connection => connection::parse(spec.name, rest).map(Command::Connection),
+        table::Family::Keys => keys::parse(spec.name, rest).map(Command::Keys),
+        table::Family::Server => server::parse(spec.name, rest).map(Command::Server),
+        table::Family::Transaction => transaction::parse(spec.name, rest).map(Command::Transaction),
+        table::Family::Stream => stream::parse(spec.name, rest).map(Command::Stream),
+        table::Family::PubSub => pubsub::parse(spec.name, rest).map(Command::PubSub),
     };
-    Ok((cmd, spec))
+    Ok((cmd.unwrap_or_else(Command::Invalid), spec))
 }
 
 /// `ERR unknown command '<name>', with args beginning with: '<a>' ...`, worded and truncated
