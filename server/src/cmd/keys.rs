@@ -46,14 +46,25 @@ pub enum KeysCommand {
     FlushAll,
 }
 
-/// EXPIRE's NX/XX/GT/LT.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExpireCond {
-    Always,
-    Nx,
-    Xx,
-    Gt,
-    Lt,
+/// EXPIRE's NX/XX/GT/LT. XX combines with GT or LT: each given condition must hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpireCond {
+    pub nx: bool,
+    pub xx: bool,
+    pub gt: bool,
+    pub lt: bool,
+}
+
+impl ExpireCond {
+    /// Whether a new deadline `at` may replace `current` (`None`: no TTL, which counts as
+    /// an infinite one), checked before a deadline in the past deletes the key, as in
+    /// Redis.
+    fn allows(self, at: u64, current: Option<u64>) -> bool {
+        (!self.nx || current.is_none())
+            && (!self.xx || current.is_some())
+            && (!self.gt || current.is_some_and(|cur| at > cur))
+            && (!self.lt || current.is_none_or(|cur| at < cur))
+    }
 }
 
 /// Parses a key command; `name` is lowercase, `args` exclude the name.
@@ -145,16 +156,14 @@ fn parse_expire(name: &str, args: &[Bytes]) -> Result<KeysCommand, Reply> {
         "pexpireat" => "pexpireat",
         _ => "expire",
     };
-    let n =
-        parse_i64(&args[1]).ok_or_else(|| Reply::err("value is not an integer or out of range"))?;
-    let mut cond = ExpireCond::Always;
-    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    // Redis checks the options before the number.
+    let mut cond = ExpireCond::default();
     for opt in &args[2..] {
         match opt.to_ascii_lowercase().as_slice() {
-            b"nx" => nx = true,
-            b"xx" => xx = true,
-            b"gt" => gt = true,
-            b"lt" => lt = true,
+            b"nx" => cond.nx = true,
+            b"xx" => cond.xx = true,
+            b"gt" => cond.gt = true,
+            b"lt" => cond.lt = true,
             _ => {
                 return Err(Reply::err(format!(
                     "Unsupported option {}",
@@ -163,30 +172,18 @@ fn parse_expire(name: &str, args: &[Bytes]) -> Result<KeysCommand, Reply> {
             }
         }
     }
-    if nx && (xx || gt || lt) {
+    if cond.nx && (cond.xx || cond.gt || cond.lt) {
         return Err(Reply::err(
             "NX and XX, GT or LT options at the same time are not compatible",
         ));
     }
-    if gt && lt {
+    if cond.gt && cond.lt {
         return Err(Reply::err(
             "GT and LT options at the same time are not compatible",
         ));
     }
-    for (set, c) in [
-        (nx, ExpireCond::Nx),
-        (xx, ExpireCond::Xx),
-        (gt, ExpireCond::Gt),
-        (lt, ExpireCond::Lt),
-    ] {
-        if set {
-            cond = c;
-        }
-    }
-    // GT/LT combine with XX in Redis; XX is then implied by GT's rules for keys with a TTL.
-    if xx && (gt || lt) {
-        cond = if gt { ExpireCond::Gt } else { ExpireCond::Lt };
-    }
+    let n =
+        parse_i64(&args[1]).ok_or_else(|| Reply::err("value is not an integer or out of range"))?;
     let invalid = || Reply::err(format!("invalid expire time in '{name}' command"));
     let relative = !name.ends_with("at");
     let millis = name.starts_with('p');
@@ -326,17 +323,7 @@ fn run(cmd: KeysCommand, ctx: &mut Ctx) -> Result<Reply, Reply> {
             }
             let current = ctx.engine.expire_at(db, &key);
             let at = at_ms.max(0) as u64;
-            let apply = match (cond, current) {
-                (ExpireCond::Always, _) => true,
-                (ExpireCond::Nx, cur) => cur.is_none(),
-                (ExpireCond::Xx, cur) => cur.is_some(),
-                // No TTL counts as an infinite TTL.
-                (ExpireCond::Gt, Some(cur)) => at > cur,
-                (ExpireCond::Gt, None) => false,
-                (ExpireCond::Lt, Some(cur)) => at < cur,
-                (ExpireCond::Lt, None) => true,
-            };
-            if !apply {
+            if !cond.allows(at, current) {
                 return Ok(Reply::Int(0));
             }
             if at_ms <= i64::try_from(ctx.now_ms).unwrap_or(i64::MAX) {
