@@ -223,7 +223,7 @@ impl Rng {
     }
 }
 
-/// One random stream or group command, valid or not, over keys `s`, `t`, `u`, groups `g`,
+/// One random stream, group or key-expiry command, valid or not, over keys `s`, `t`, `u`, groups `g`,
 /// `h` and consumers `c1`, `c2`. Leaves out what README documents as different: `~`
 /// trimming, and auto-generated IDs (they depend on the clock).
 fn random_command(r: &mut Rng) -> Vec<String> {
@@ -234,7 +234,7 @@ fn random_command(r: &mut Rng) -> Vec<String> {
     let push = |a: &mut Vec<String>, words: &[&str]| {
         a.extend(words.iter().map(|w| w.to_string()));
     };
-    match r.below(100) {
+    match r.below(112) {
         0..=21 => {
             push(&mut a, &["XADD", &key]);
             if r.chance(15) {
@@ -419,14 +419,36 @@ fn random_command(r: &mut Rng) -> Vec<String> {
             let verb = r.pick(&["MULTI", "EXEC", "DISCARD"]);
             push(&mut a, &[verb]);
         }
+        98..=103 => {
+            let verb = r.pick(&["EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT"]);
+            let when = r.pick(&["100", "0", "-1", "x", "4000000000000", "99999999999999999"]);
+            push(&mut a, &[verb, &key, when]);
+            for _ in 0..r.below(3) {
+                let opt = r.pick(&["NX", "XX", "GT", "LT", "gt", "FOO"]);
+                push(&mut a, &[opt]);
+            }
+        }
+        104..=105 => {
+            let verb = r.pick(&["TTL", "PTTL", "PERSIST", "EXPIRETIME"]);
+            push(&mut a, &[verb, &key]);
+        }
+        106..=107 => {
+            let verb = r.pick(&["EXISTS", "DEL", "UNLINK", "TOUCH"]);
+            push(&mut a, &[verb, &key, "t", "nope"]);
+        }
+        108 => {
+            let to = r.pick(&["s", "t", "u"]);
+            push(&mut a, &["RENAMENX", &key, to]);
+        }
+        109 => push(&mut a, &["DBSIZE"]),
         _ => push(&mut a, &["EXISTS", &key]),
     }
     a
 }
 
 /// How a reply is compared: XINFO and XPENDING report idle times and (XINFO) Sluice's
-/// segment counts and, where Redis 7.0 would report a negative lag, 0; EXEC may hold any
-/// of these. XINFO CONSUMERS and CREATECONSUMER also see consumers that XCLAIM and
+/// segment counts and, where Redis 7.0 would report a negative lag, 0; TTLs depend on the
+/// clock; EXEC may hold any of these. XINFO CONSUMERS and CREATECONSUMER also see consumers that XCLAIM and
 /// XAUTOCLAIM create as Redis 7.2 does (README, "Known differences"): only the reply's
 /// type is compared.
 fn masked_reply(cmd: &[String], reply: &str) -> String {
@@ -435,7 +457,10 @@ fn masked_reply(cmd: &[String], reply: &str) -> String {
     if (verb == "XINFO" && sub == "CONSUMERS") || sub == "CREATECONSUMER" {
         return reply.chars().take(1).collect();
     }
-    let ints = matches!(verb, "XINFO" | "XPENDING" | "EXEC");
+    let ints = matches!(
+        verb,
+        "XINFO" | "XPENDING" | "EXEC" | "TTL" | "PTTL" | "EXPIRETIME"
+    );
     let masked = mask(reply, ints);
     if ints {
         masked.replace(":-#", ":#")
