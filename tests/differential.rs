@@ -99,9 +99,17 @@ fn send_words(c: &mut Raw, words: &[bytes::Bytes]) {
     c.send_cmd(&refs);
 }
 
-/// Runs one script on both servers in one protocol; returns the mismatches.
-fn run_script(name: &str, script: &str, sluice: u16, redis: u16, resp3: bool) -> Vec<String> {
-    let mut failures = Vec::new();
+/// Both servers, or `None` (with a notice) when redis-server is not installed.
+fn start_both() -> Option<(Redis, Server)> {
+    let Some(redis) = start_redis() else {
+        eprintln!("NOTICE: redis-server is not installed; skipping the differential test");
+        return None;
+    };
+    Some((redis, Server::start()))
+}
+
+/// A connection to each server, both emptied (FLUSHALL) and in the same protocol.
+fn connect_both(sluice: u16, redis: u16, resp3: bool) -> (Raw, Raw) {
     let mut a = Raw::connect(sluice);
     let mut b = Raw::connect(redis);
     for c in [&mut a, &mut b] {
@@ -110,6 +118,13 @@ fn run_script(name: &str, script: &str, sluice: u16, redis: u16, resp3: bool) ->
             c.cmd("HELLO 3");
         }
     }
+    (a, b)
+}
+
+/// Runs one script on both servers in one protocol; returns the mismatches.
+fn run_script(name: &str, script: &str, sluice: u16, redis: u16, resp3: bool) -> Vec<String> {
+    let mut failures = Vec::new();
+    let (mut a, mut b) = connect_both(sluice, redis, resp3);
     for line in script.lines() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -143,11 +158,9 @@ fn run_script(name: &str, script: &str, sluice: u16, redis: u16, resp3: bool) ->
 
 #[test]
 fn scripts_match_redis() {
-    let Some(redis) = start_redis() else {
-        eprintln!("NOTICE: redis-server is not installed; skipping the differential test");
+    let Some((redis, sluice)) = start_both() else {
         return;
     };
-    let sluice = Server::start();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scripts");
     let mut scripts: Vec<_> = std::fs::read_dir(&dir)
         .expect("tests/scripts")
@@ -223,6 +236,14 @@ impl Rng {
     }
 }
 
+/// Appends `COUNT n` (n possibly invalid) with the given chance.
+fn maybe_count(r: &mut Rng, a: &mut Vec<String>, percent: u64) {
+    if r.chance(percent) {
+        a.push("COUNT".into());
+        a.push(r.count());
+    }
+}
+
 /// One random stream, group or key-expiry command, valid or not, over keys `s`, `t`, `u`, groups `g`,
 /// `h` and consumers `c1`, `c2`. Leaves out what README documents as different: `~`
 /// trimming, and auto-generated IDs (they depend on the clock).
@@ -266,10 +287,7 @@ fn random_command(r: &mut Rng) -> Vec<String> {
             let verb = if r.chance(60) { "XRANGE" } else { "XREVRANGE" };
             let (lo, hi) = (r.id(), r.id());
             push(&mut a, &[verb, &key, &lo, &hi]);
-            if r.chance(40) {
-                let n = r.count();
-                push(&mut a, &["COUNT", &n]);
-            }
+            maybe_count(r, &mut a, 40);
         }
         35..=37 => {
             push(&mut a, &["XDEL", &key]);
@@ -307,10 +325,7 @@ fn random_command(r: &mut Rng) -> Vec<String> {
         }
         53..=62 => {
             push(&mut a, &["XREADGROUP", "GROUP", &group, &consumer]);
-            if r.chance(50) {
-                let n = r.count();
-                push(&mut a, &["COUNT", &n]);
-            }
+            maybe_count(r, &mut a, 50);
             if r.chance(10) {
                 push(&mut a, &["NOACK"]);
             }
@@ -335,10 +350,7 @@ fn random_command(r: &mut Rng) -> Vec<String> {
         }
         63..=66 => {
             push(&mut a, &["XREAD"]);
-            if r.chance(50) {
-                let n = r.count();
-                push(&mut a, &["COUNT", &n]);
-            }
+            maybe_count(r, &mut a, 50);
             let id = r.id();
             push(&mut a, &["STREAMS", &key, &id]);
         }
@@ -382,10 +394,7 @@ fn random_command(r: &mut Rng) -> Vec<String> {
                 &mut a,
                 &["XAUTOCLAIM", &key, &group, &consumer, "0", &start],
             );
-            if r.chance(50) {
-                let n = r.count();
-                push(&mut a, &["COUNT", &n]);
-            }
+            maybe_count(r, &mut a, 50);
             if r.chance(30) {
                 push(&mut a, &["JUSTID"]);
             }
@@ -461,12 +470,7 @@ fn masked_reply(cmd: &[String], reply: &str) -> String {
         verb,
         "XINFO" | "XPENDING" | "EXEC" | "TTL" | "PTTL" | "EXPIRETIME"
     );
-    let masked = mask(reply, ints);
-    if ints {
-        masked.replace(":-#", ":#")
-    } else {
-        masked
-    }
+    mask(reply, ints)
 }
 
 /// Random sequences of stream and group commands, valid and not, in RESP2 (even seeds)
@@ -474,21 +478,12 @@ fn masked_reply(cmd: &[String], reply: &str) -> String {
 /// refused a syntax error inside MULTI instead of queuing it.
 #[test]
 fn random_stream_commands_match_redis() {
-    let Some(redis) = start_redis() else {
-        eprintln!("NOTICE: redis-server is not installed; skipping the differential test");
+    let Some((redis, sluice)) = start_both() else {
         return;
     };
-    let sluice = Server::start();
     let mut failures = Vec::new();
     for seed in 0..RANDOM_SEEDS {
-        let mut a = Raw::connect(sluice.port);
-        let mut b = Raw::connect(redis.port);
-        for c in [&mut a, &mut b] {
-            c.cmd("FLUSHALL");
-            if seed % 2 == 1 {
-                c.cmd("HELLO 3");
-            }
-        }
+        let (mut a, mut b) = connect_both(sluice.port, redis.port, seed % 2 == 1);
         let mut r = Rng::new(seed);
         let mut sent = Vec::new();
         for _ in 0..RANDOM_STEPS {
