@@ -236,11 +236,18 @@ impl Rng {
     }
 }
 
-/// Appends `COUNT n` (n possibly invalid) with the given chance.
-fn maybe_count(r: &mut Rng, a: &mut Vec<String>, percent: u64) {
+/// Appends `option value` (the value drawn by `value`, possibly invalid) with the given
+/// chance.
+fn maybe_opt(
+    r: &mut Rng,
+    a: &mut Vec<String>,
+    percent: u64,
+    option: &str,
+    value: fn(&mut Rng) -> String,
+) {
     if r.chance(percent) {
-        a.push("COUNT".into());
-        a.push(r.count());
+        a.push(option.into());
+        a.push(value(r));
     }
 }
 
@@ -264,15 +271,9 @@ fn random_command(r: &mut Rng) -> Vec<String> {
             if r.chance(15) {
                 let n = r.count();
                 push(&mut a, &["MAXLEN", "=", &n]);
-                if r.chance(20) {
-                    let limit = r.count();
-                    push(&mut a, &["LIMIT", &limit]);
-                }
+                maybe_opt(r, &mut a, 20, "LIMIT", Rng::count);
             }
-            if r.chance(5) {
-                let min = r.id();
-                push(&mut a, &["MINID", &min]);
-            }
+            maybe_opt(r, &mut a, 5, "MINID", Rng::id);
             let id = if r.chance(10) {
                 format!("{}-*", r.below(13))
             } else {
@@ -287,7 +288,7 @@ fn random_command(r: &mut Rng) -> Vec<String> {
             let verb = if r.chance(60) { "XRANGE" } else { "XREVRANGE" };
             let (lo, hi) = (r.id(), r.id());
             push(&mut a, &[verb, &key, &lo, &hi]);
-            maybe_count(r, &mut a, 40);
+            maybe_opt(r, &mut a, 40, "COUNT", Rng::count);
         }
         35..=37 => {
             push(&mut a, &["XDEL", &key]);
@@ -309,10 +310,7 @@ fn random_command(r: &mut Rng) -> Vec<String> {
             if r.chance(30) {
                 push(&mut a, &["MKSTREAM"]);
             }
-            if r.chance(10) {
-                let n = r.count();
-                push(&mut a, &["ENTRIESREAD", &n]);
-            }
+            maybe_opt(r, &mut a, 10, "ENTRIESREAD", Rng::count);
         }
         49..=50 => {
             let id = r.id();
@@ -325,7 +323,7 @@ fn random_command(r: &mut Rng) -> Vec<String> {
         }
         53..=62 => {
             push(&mut a, &["XREADGROUP", "GROUP", &group, &consumer]);
-            maybe_count(r, &mut a, 50);
+            maybe_opt(r, &mut a, 50, "COUNT", Rng::count);
             if r.chance(10) {
                 push(&mut a, &["NOACK"]);
             }
@@ -350,7 +348,7 @@ fn random_command(r: &mut Rng) -> Vec<String> {
         }
         63..=66 => {
             push(&mut a, &["XREAD"]);
-            maybe_count(r, &mut a, 50);
+            maybe_opt(r, &mut a, 50, "COUNT", Rng::count);
             let id = r.id();
             push(&mut a, &["STREAMS", &key, &id]);
         }
@@ -380,10 +378,7 @@ fn random_command(r: &mut Rng) -> Vec<String> {
             if r.chance(30) {
                 push(&mut a, &["JUSTID"]);
             }
-            if r.chance(10) {
-                let n = r.count();
-                push(&mut a, &["RETRYCOUNT", &n]);
-            }
+            maybe_opt(r, &mut a, 10, "RETRYCOUNT", Rng::count);
             if r.chance(10) {
                 push(&mut a, &["FORCE"]);
             }
@@ -394,7 +389,7 @@ fn random_command(r: &mut Rng) -> Vec<String> {
                 &mut a,
                 &["XAUTOCLAIM", &key, &group, &consumer, "0", &start],
             );
-            maybe_count(r, &mut a, 50);
+            maybe_opt(r, &mut a, 50, "COUNT", Rng::count);
             if r.chance(30) {
                 push(&mut a, &["JUSTID"]);
             }
@@ -402,14 +397,8 @@ fn random_command(r: &mut Rng) -> Vec<String> {
         87..=88 => {
             let id = r.id();
             push(&mut a, &["XSETID", &key, &id]);
-            if r.chance(30) {
-                let n = r.count();
-                push(&mut a, &["ENTRIESADDED", &n]);
-            }
-            if r.chance(30) {
-                let id = r.id();
-                push(&mut a, &["MAXDELETEDID", &id]);
-            }
+            maybe_opt(r, &mut a, 30, "ENTRIESADDED", Rng::count);
+            maybe_opt(r, &mut a, 30, "MAXDELETEDID", Rng::id);
         }
         89..=92 => {
             let what = r.pick(&["GROUPS", "CONSUMERS", "STREAM"]);
