@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use sluice_engine::{Db, Lsn};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use crate::client::ClientHandle;
@@ -115,10 +116,41 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// A client's socket, split so that publishers can write to it while the connection is
+/// parked (see [`crate::pubsub`]). Reads go through `AsyncRead`, which makes one `recv` per
+/// request where `readable()` + `try_read` would make a second that finds nothing.
+struct Socket {
+    read: OwnedReadHalf,
+    write: Arc<OwnedWriteHalf>,
+}
+
+impl Socket {
+    /// Writes all of `buf`, waiting while the socket is full.
+    async fn write_all(&self, mut buf: &[u8]) -> std::io::Result<()> {
+        while !buf.is_empty() {
+            match self.write.try_write(buf) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.write.writable().await?
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Serves one client until it disconnects, is killed, errs or the server shuts down.
-pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, handle: Arc<ClientHandle>) {
+pub async fn serve(shared: Arc<Shared>, socket: TcpStream, handle: Arc<ClientHandle>) {
     let id = handle.id;
+    let (read, write) = socket.into_split();
+    let mut socket = Socket {
+        read,
+        write: Arc::new(write),
+    };
     let pubsub = crate::pubsub::Session::new(&shared, id);
+    pubsub.set_direct(socket.write.clone());
     let authenticated = shared.config().requirepass.is_none();
     let mut state = ClientState {
         id,
@@ -145,6 +177,8 @@ pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, handle: Arc<Clien
         busy: false,
     };
     let result = conn.run(&mut socket, &mut state).await;
+    // From here on nothing may be written to the socket but what this task writes.
+    state.pubsub.unpark();
     conn.set_busy(false);
     if let Err(why) = result {
         if !why.is_empty() {
@@ -181,7 +215,7 @@ struct Conn {
 type Closed = String;
 
 impl Conn {
-    async fn run(&mut self, socket: &mut TcpStream, state: &mut ClientState) -> Result<(), Closed> {
+    async fn run(&mut self, socket: &mut Socket, state: &mut ClientState) -> Result<(), Closed> {
         let shared = self.shared.clone();
         loop {
             // Execute every complete request already buffered.
@@ -189,7 +223,12 @@ impl Conn {
             loop {
                 match self.run_batch(state) {
                     Batch::Idle => {
-                        // End of the pipelined batch: wake whom its PUBLISHes reached.
+                        // End of the pipelined batch: deliver to whom its PUBLISHes reached,
+                        // after the reply if it can go now (Redis' order: the client can
+                        // send its next requests meanwhile).
+                        if state.pubsub.has_deliveries() {
+                            self.write_ready_reply(socket);
+                        }
                         behind |= state.pubsub.wake_subscribers();
                         break;
                     }
@@ -228,6 +267,9 @@ impl Conn {
                 tokio::task::yield_now().await;
             }
             self.flush(socket).await?;
+            // Waiting with nothing to write, a subscriber parks: publishers write its messages
+            // to its socket themselves until it wakes up.
+            let parked = state.pubsub.is_subscribed() && self.park(socket, state).await?;
             // The query buffer limit counts unparsed input plus a request's collected args.
             let limit = shared.config().client_query_buffer_limit;
             let held = (self.input.len() + self.parser.pending_bytes()) as u64;
@@ -255,7 +297,10 @@ impl Conn {
             self.input.reserve(READ_CHUNK);
             self.set_busy(false);
             tokio::select! {
-                n = socket.read_buf(&mut self.input) => {
+                n = socket.read.read_buf(&mut self.input) => {
+                    if parked {
+                        state.pubsub.unpark();
+                    }
                     let n = n.map_err(|e| e.to_string())?;
                     if n == 0 {
                         return Ok(());
@@ -264,6 +309,7 @@ impl Conn {
                     shared.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 ready = state.pubsub.ready() => {
+                    // Taking unparks.
                     if !ready || self.take_pubsub(state).is_err() {
                         return Err(CUT_OFF.into());
                     }
@@ -272,16 +318,52 @@ impl Conn {
                 _ = shared.shutdown.wait() => {}
                 _ = idle_timeout => return Err(String::new()),
             }
+            if parked {
+                state.pubsub.unpark();
+            }
+        }
+    }
+
+    /// Parks a subscriber's connection (see [`crate::pubsub::Session::park`]) after writing
+    /// whatever is queued for it. False if it has nothing to park for.
+    async fn park(&mut self, socket: &mut Socket, state: &ClientState) -> Result<bool, Closed> {
+        loop {
+            match state.pubsub.park() {
+                Err(()) => return Err(CUT_OFF.into()),
+                Ok(true) => return Ok(true),
+                Ok(false) => {
+                    if !self.take_pubsub(state).map_err(|()| CUT_OFF)? {
+                        return Ok(false);
+                    }
+                    self.flush(socket).await?;
+                }
+            }
+        }
+    }
+
+    /// Writes the replies of a batch of PUBLISHes before their deliveries, if they may go
+    /// now (nothing to wait for, within the output limit), as far as the socket takes them
+    /// without waiting. `flush` writes the rest.
+    fn write_ready_reply(&mut self, socket: &Socket) {
+        let limit = self.shared.config().output_normal;
+        let n = self.out.len() as u64;
+        let within_limit = self.subscribed
+            || ((limit.hard == 0 || n <= limit.hard) && (limit.soft == 0 || n <= limit.soft));
+        if n == 0 || self.barrier != Lsn(0) || self.unwritten != 0 || !within_limit {
+            return;
+        }
+        if let Ok(n) = socket.write.try_write(&self.out) {
+            self.shared
+                .stats
+                .net_output_bytes
+                .fetch_add(n as u64, Ordering::Relaxed);
+            bytes::Buf::advance(&mut self.out, n);
         }
     }
 
     /// The buffered replies acknowledge writes that may not survive: answers with `err`
     /// instead and closes, so the client treats them as indeterminate.
-    async fn fail_unacknowledged(
-        &mut self,
-        socket: &mut TcpStream,
-        err: Reply,
-    ) -> Result<(), Closed> {
+    async fn fail_unacknowledged(&mut self, socket: &mut Socket, err: Reply) -> Result<(), Closed> {
         self.out.clear();
         let text = match &err {
             Reply::Error(text) => text.clone(),
@@ -312,7 +394,7 @@ impl Conn {
         }
     }
 
-    async fn flush(&mut self, socket: &mut TcpStream) -> Result<(), Closed> {
+    async fn flush(&mut self, socket: &mut Socket) -> Result<(), Closed> {
         if self.out.is_empty() && self.unwritten == 0 {
             return Ok(());
         }
@@ -699,7 +781,7 @@ impl Conn {
     /// reply. Runs with no engine lock held and the request's effects published.
     async fn finish(
         &mut self,
-        socket: &mut TcpStream,
+        socket: &mut Socket,
         state: &mut ClientState,
         step: Step,
     ) -> Result<(), Closed> {
@@ -750,7 +832,7 @@ impl Conn {
     /// for CLIENT KILL.
     async fn block(
         &mut self,
-        socket: &mut TcpStream,
+        socket: &mut Socket,
         state: &mut ClientState,
         request: crate::blocking::BlockRequest,
         effects: &mut Effects,
@@ -765,7 +847,7 @@ impl Conn {
                 self.input.reserve(READ_CHUNK);
                 tokio::select! {
                     outcome = &mut wait => break Ok(outcome),
-                    n = socket.read_buf(&mut self.input) => match n {
+                    n = socket.read.read_buf(&mut self.input) => match n {
                         Ok(0) => break Err(String::new()),
                         Ok(_) => {
                             if self.input.len() as u64 > shared.config().client_query_buffer_limit {
@@ -786,11 +868,7 @@ impl Conn {
 
     /// EXEC: runs the queued commands atomically under one engine lock; the reply waits until
     /// the whole transaction is durable.
-    async fn exec(
-        &mut self,
-        socket: &mut TcpStream,
-        state: &mut ClientState,
-    ) -> Result<(), Closed> {
+    async fn exec(&mut self, socket: &mut Socket, state: &mut ClientState) -> Result<(), Closed> {
         let shared = self.shared.clone();
         let Some(multi) = state.multi.take() else {
             self.reply(state, Reply::err("EXEC without MULTI"));

@@ -4,8 +4,17 @@
 //! # Design
 //! - A published message is encoded once per protocol it is needed in (RESP2 `*3 message`,
 //!   RESP3 `>3` push; a `pmessage` once per matching pattern) and the same [`Bytes`] is queued
-//!   to every receiver. A publish never touches a socket: each subscriber has a queue that its
-//!   connection drains ([`Session::take_into`]), so a slow reader costs the publisher one push.
+//!   to every receiver. Each subscriber has a queue that its connection drains
+//!   ([`Session::take_into`]), so a slow reader costs the publisher one push.
+//! - At the end of its batch of PUBLISHes, the publisher writes a receiver's queue to that
+//!   receiver's socket itself, without waiting, if the receiver's connection is parked
+//!   (waiting for input with nothing of its own to write). Redis does the same write in its
+//!   event loop. A batch reaching a few subscribers then wakes no other task, and so no other
+//!   worker thread. What a socket does not take at once, a busy connection's queue, and
+//!   every queue of a batch that reached more than [`DIRECT_MAX_FAN_OUT`] subscribers are
+//!   left to the receivers' own connections, which are woken to write them: a large fan-out
+//!   is written by every worker thread, and a subscriber behind by several batches gets them
+//!   in one write. A publisher never waits on a subscriber's socket.
 //! - A subscriber whose queued bytes exceed `client-output-buffer-limit pubsub` (hard, or soft
 //!   for longer than its seconds) is cut off at once: its queue is dropped and
 //!   [`Session::ready`] returns false so its connection closes. Nobody else notices.
@@ -35,8 +44,27 @@ use crate::server::Shared;
 /// size stays proportional to the number of patterns, not to their lengths.
 pub const MAX_INDEXED_PREFIX: usize = 64;
 
-/// [`Session::take_into`] hands at most about this many bytes to the connection at once.
+/// [`Session::take_into`] hands at most about this many bytes to the connection at once, and
+/// a publisher writes at most about this many to a parked subscriber's socket.
 const RECV_BATCH_BYTES: usize = 64 * 1024;
+
+/// A publisher writes its batch's messages to parked subscribers itself only if the batch
+/// reached at most this many subscribers; beyond it, their connections are woken to write
+/// them, in parallel on every worker.
+pub const DIRECT_MAX_FAN_OUT: usize = 16;
+
+/// The write side of a subscriber's socket, which a publisher writes to while the subscriber's
+/// connection is parked (see the module's design notes).
+pub trait DirectOut: Send + Sync {
+    /// Writes what the socket takes now, without waiting (`WouldBlock` if it takes nothing).
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize>;
+}
+
+impl DirectOut for tokio::net::tcp::OwnedWriteHalf {
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        tokio::net::tcp::OwnedWriteHalf::try_write(self, buf)
+    }
+}
 
 /// The three subscription namespaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -384,6 +412,24 @@ struct Queue {
     closed: bool,
     /// A keyspace notification was queued since the queue was last empty.
     notice: bool,
+    /// Where a publisher may write this subscriber's items itself (none in unit tests of the
+    /// hub alone).
+    direct: Option<Arc<dyn DirectOut>>,
+    /// The connection waits for input with nothing of its own to write: a publisher may
+    /// write queued items to `direct`. Set and cleared only under this lock, and a publisher
+    /// writes only while holding it, so the connection's writes and a publisher's never
+    /// interleave or reorder.
+    parked: bool,
+}
+
+/// What [`Subscriber::deliver`] did.
+enum Delivered {
+    /// Everything queued was written to the socket: `n` bytes.
+    All(usize),
+    /// The connection must write (the rest of) it: `n` bytes were written first.
+    Wake(usize),
+    /// Cut off: nothing to do.
+    Closed,
 }
 
 /// What [`Session::take_into`] appended to the output.
@@ -489,6 +535,7 @@ impl Subscriber {
                 }
                 let before = size;
                 notice |= q.notice;
+                q.parked = false;
                 while let Some(next) = q.items.front().map(Bytes::len) {
                     if n == CHUNK {
                         more = true;
@@ -520,6 +567,78 @@ impl Subscriber {
                     (true, true) => Taken::Notifications,
                 });
             }
+        }
+    }
+
+    /// The connection is about to wait for input with nothing to write: parks it if nothing
+    /// is queued (true), else leaves it unparked to take what is (false). `Err` once cut off.
+    fn park(&self) -> Result<bool, ()> {
+        let mut q = self.lock();
+        if q.closed {
+            return Err(());
+        }
+        q.parked = q.items.is_empty() && q.direct.is_some();
+        Ok(q.parked)
+    }
+
+    /// The connection woke up: from now on only it writes to its socket.
+    fn unpark(&self) {
+        self.lock().parked = false;
+    }
+
+    /// A publisher's end of batch: if the connection is parked, writes what is queued (up
+    /// to about [`RECV_BATCH_BYTES`]) to its socket without waiting, under the queue's lock.
+    /// `scratch` is the publisher's buffer for joining several items into one write.
+    fn deliver(&self, scratch: &mut BytesMut) -> Delivered {
+        let mut q = self.lock();
+        if q.closed {
+            return Delivered::Closed;
+        }
+        let out = match &q.direct {
+            // A keyspace notification must wait until the write it reports is durable,
+            // which only the connection knows how to wait for.
+            Some(out) if q.parked && !q.notice => out.clone(),
+            _ => {
+                q.parked = false;
+                return Delivered::Wake(0);
+            }
+        };
+        let written = match q.items.len() {
+            0 => return Delivered::All(0),
+            1 => out.try_write(&q.items[0]),
+            _ => {
+                scratch.clear();
+                for item in &q.items {
+                    if !scratch.is_empty() && scratch.len() + item.len() > RECV_BATCH_BYTES {
+                        break;
+                    }
+                    scratch.put_slice(item);
+                }
+                out.try_write(scratch)
+            }
+        };
+        // A full socket (or a failed one, which the connection will see itself) leaves the
+        // rest to the connection.
+        let mut left = written.unwrap_or(0);
+        let n = left;
+        q.bytes -= n as u64;
+        while left > 0 {
+            let Some(front) = q.items.front_mut() else {
+                break;
+            };
+            if front.len() <= left {
+                left -= front.len();
+                q.items.pop_front();
+            } else {
+                *front = front.slice(left..);
+                left = 0;
+            }
+        }
+        if q.items.is_empty() {
+            Delivered::All(n)
+        } else {
+            q.parked = false;
+            Delivered::Wake(n)
         }
     }
 
@@ -609,6 +728,35 @@ impl Wakeups {
             sub.notify.notify_one();
         }
         std::mem::take(&mut self.behind)
+    }
+
+    /// Writes the queues of the subscribers queued to since the last call, if at most
+    /// [`DIRECT_MAX_FAN_OUT`], to their sockets where their connections are parked, and wakes
+    /// the others. Returns whether deliveries were behind (as [`Wakeups::wake_all`]) and the
+    /// bytes written.
+    fn deliver_all(&mut self, scratch: &mut BytesMut) -> (bool, u64) {
+        let mut written = 0;
+        let direct = self.subs.len() <= DIRECT_MAX_FAN_OUT;
+        for sub in self.subs.drain(..) {
+            sub.wake_pending.store(false, Ordering::Release);
+            let delivered = if direct {
+                sub.deliver(scratch)
+            } else {
+                Delivered::Wake(0)
+            };
+            match delivered {
+                Delivered::All(n) => written += n as u64,
+                Delivered::Wake(n) => {
+                    written += n as u64;
+                    sub.notify.notify_one();
+                }
+                Delivered::Closed => {}
+            }
+        }
+        if scratch.capacity() > 4 * RECV_BATCH_BYTES {
+            *scratch = BytesMut::new();
+        }
+        (std::mem::take(&mut self.behind), written)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -1042,6 +1190,8 @@ pub struct Session {
     subs: Subscriptions,
     /// Subscribers this client's PUBLISHes queued to and that are not woken yet.
     wakeups: Wakeups,
+    /// Joins a subscriber's queued messages into one write.
+    scratch: BytesMut,
 }
 
 impl fmt::Debug for Session {
@@ -1067,6 +1217,7 @@ impl Session {
             shared: shared.clone(),
             subs: Subscriptions::new(client_id),
             wakeups: Wakeups::default(),
+            scratch: BytesMut::new(),
         }
     }
 
@@ -1127,11 +1278,44 @@ impl Session {
     /// the subscribers run before it replies, so a publisher in a closed loop cannot run
     /// ever further ahead of its deliveries (Redis writes subscribers in the same loop turn
     /// as the publisher's reply). It never waits on a subscriber's socket.
+    /// This client's PUBLISHes queued messages that [`Session::wake_subscribers`] has not
+    /// delivered yet.
+    pub fn has_deliveries(&self) -> bool {
+        !self.wakeups.is_empty()
+    }
+
+    /// Parked subscribers get their messages written by this call (see the module's notes).
     pub fn wake_subscribers(&mut self) -> bool {
         if self.wakeups.is_empty() {
             return false;
         }
-        self.wakeups.wake_all()
+        let (behind, written) = self.wakeups.deliver_all(&mut self.scratch);
+        if written > 0 {
+            self.shared
+                .stats
+                .net_output_bytes
+                .fetch_add(written, Ordering::Relaxed);
+        }
+        behind
+    }
+
+    /// Lets publishers write this client's messages to `out`, its socket's write side, while
+    /// its connection is parked ([`Session::park`]).
+    pub fn set_direct(&self, out: Arc<dyn DirectOut>) {
+        self.subs.sub.lock().direct = Some(out);
+    }
+
+    /// The connection is about to wait for input with nothing of its own to write. True if
+    /// it is now parked: publishers may write to its socket until [`Session::unpark`]. False
+    /// if messages are queued: take and write them first, then try again. `Err` once cut off.
+    #[allow(clippy::result_unit_err)]
+    pub fn park(&self) -> Result<bool, ()> {
+        self.subs.sub.park()
+    }
+
+    /// The connection woke up: it writes to its socket itself from now on.
+    pub fn unpark(&self) {
+        self.subs.sub.unpark()
     }
 
     pub fn unsubscribe(&mut self, kind: Kind, names: &[Bytes]) {
@@ -1637,5 +1821,217 @@ mod tests {
                 prop_assert_eq!(got, brute_force(&live, c));
             }
         }
+    }
+
+    /// A socket that takes `room` more bytes in all, then reports `WouldBlock`.
+    #[derive(Default)]
+    struct FakeOut {
+        taken: Mutex<Vec<u8>>,
+        room: Mutex<usize>,
+        calls: AtomicU64,
+    }
+
+    impl DirectOut for FakeOut {
+        fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let mut room = self.room.lock().unwrap();
+            if *room == 0 {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(*room);
+            *room -= n;
+            self.taken.lock().unwrap().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+    }
+
+    /// A subscriber of `channel` whose socket is `out`, with its confirmation taken.
+    fn direct_subscriber(hub: &Hub, id: u64, channel: &str, out: &Arc<FakeOut>) -> Subscriptions {
+        let mut s = Subscriptions::new(id);
+        s.subscribe(hub, Kind::Channel, &[b(channel)]);
+        drain(&s);
+        s.sub.lock().direct = Some(out.clone());
+        s
+    }
+
+    fn fake(room: usize) -> Arc<FakeOut> {
+        let out = Arc::new(FakeOut::default());
+        *out.room.lock().unwrap() = room;
+        out
+    }
+
+    fn message_bytes(channel: &str, msg: &str) -> Vec<u8> {
+        format!(
+            "*3\r\n$7\r\nmessage\r\n${}\r\n{channel}\r\n${}\r\n{msg}\r\n",
+            channel.len(),
+            msg.len()
+        )
+        .into_bytes()
+    }
+
+    /// Publishes each message with deferred wake-ups, then delivers as a publisher's end of
+    /// batch does.
+    fn publish_batch(hub: &Hub, channel: &str, msgs: &[&str]) -> u64 {
+        let mut w = Wakeups::default();
+        for m in msgs {
+            hub.publish_deferred(channel.as_bytes(), m.as_bytes(), &mut w);
+        }
+        w.deliver_all(&mut BytesMut::new()).1
+    }
+
+    #[test]
+    fn a_parked_subscriber_gets_a_batch_in_one_write_by_the_publisher() {
+        let hub = Hub::default();
+        let out = fake(usize::MAX);
+        let a = direct_subscriber(&hub, 1, "c", &out);
+        assert_eq!(a.sub.park(), Ok(true));
+        let written = publish_batch(&hub, "c", &["one", "two"]);
+        let want = [message_bytes("c", "one"), message_bytes("c", "two")].concat();
+        assert_eq!(written, want.len() as u64);
+        assert_eq!(*out.taken.lock().unwrap(), want);
+        assert_eq!(out.calls.load(Ordering::Relaxed), 1);
+        assert_eq!(a.queued_bytes(), 0);
+        assert!(a.sub.lock().items.is_empty());
+        // Still parked: the next batch goes the same way.
+        publish_batch(&hub, "c", &["three"]);
+        assert!(out
+            .taken
+            .lock()
+            .unwrap()
+            .ends_with(&message_bytes("c", "three")));
+        assert_eq!(a.try_recv(), Ok(None));
+    }
+
+    #[test]
+    fn what_a_full_socket_does_not_take_is_left_in_order_to_the_connection() {
+        let hub = Hub::default();
+        let out = fake(30);
+        let a = direct_subscriber(&hub, 1, "c", &out);
+        assert_eq!(a.sub.park(), Ok(true));
+        let written = publish_batch(&hub, "c", &["one", "two", "three"]);
+        assert_eq!(written, 30);
+        // Unparked: the connection, woken, writes the rest, and later batches are queued.
+        assert!(!a.sub.lock().parked);
+        let rest_before = a.queued_bytes();
+        assert_eq!(publish_batch(&hub, "c", &["four"]), 0);
+        assert_eq!(out.calls.load(Ordering::Relaxed), 1);
+        let mut all = out.taken.lock().unwrap().clone();
+        assert_eq!(all.len(), 30);
+        all.extend_from_slice(&drain(&a));
+        let want = ["one", "two", "three", "four"]
+            .iter()
+            .map(|m| message_bytes("c", m))
+            .collect::<Vec<_>>()
+            .concat();
+        assert_eq!(all, want);
+        assert_eq!(
+            rest_before,
+            (want.len() - 30 - message_bytes("c", "four").len()) as u64
+        );
+    }
+
+    #[test]
+    fn a_socket_that_takes_nothing_leaves_everything_queued() {
+        let hub = Hub::default();
+        let out = fake(0);
+        let a = direct_subscriber(&hub, 1, "c", &out);
+        assert_eq!(a.sub.park(), Ok(true));
+        assert_eq!(publish_batch(&hub, "c", &["x"]), 0);
+        assert!(!a.sub.lock().parked);
+        assert_eq!(drain(&a), message_bytes("c", "x"));
+    }
+
+    #[test]
+    fn only_a_parked_connection_with_nothing_queued_is_written_by_publishers() {
+        let hub = Hub::default();
+        let out = fake(usize::MAX);
+        let a = direct_subscriber(&hub, 1, "c", &out);
+        // Not parked: queued for the connection.
+        publish_batch(&hub, "c", &["busy"]);
+        assert_eq!(out.calls.load(Ordering::Relaxed), 0);
+        // Something queued: it cannot park before taking it.
+        assert_eq!(a.sub.park(), Ok(false));
+        assert_eq!(drain(&a), message_bytes("c", "busy"));
+        assert_eq!(a.sub.park(), Ok(true));
+        // Waking up (unpark) or taking ends the publishers' turn.
+        a.sub.unpark();
+        publish_batch(&hub, "c", &["later"]);
+        assert_eq!(out.calls.load(Ordering::Relaxed), 0);
+        assert_eq!(drain(&a), message_bytes("c", "later"));
+        assert_eq!(a.sub.park(), Ok(true));
+        assert_eq!(a.try_recv(), Ok(None));
+        assert!(!a.sub.lock().parked);
+        // Without a socket (the hub alone) nothing parks.
+        let plain = Subscriptions::new(2);
+        assert_eq!(plain.sub.park(), Ok(false));
+    }
+
+    #[test]
+    fn a_keyspace_notification_is_left_to_the_connection() {
+        let hub = Hub::default();
+        let out = fake(usize::MAX);
+        let a = direct_subscriber(&hub, 1, "c", &out);
+        assert_eq!(a.sub.park(), Ok(true));
+        // A notification queued (its wake-up pending) while the connection was parked.
+        let mut w = Wakeups::default();
+        hub.publish_locked(&hub.read(), b"c", b"event", true, &mut w);
+        drop(w);
+        assert_eq!(publish_batch(&hub, "c", &["m"]), 0);
+        assert_eq!(out.calls.load(Ordering::Relaxed), 0);
+        let mut got = BytesMut::new();
+        assert_eq!(a.take_into(&mut got), Ok(Taken::Notifications));
+        assert_eq!(
+            &got[..],
+            [message_bytes("c", "event"), message_bytes("c", "m")].concat()
+        );
+    }
+
+    #[test]
+    fn a_large_fan_out_is_left_to_the_subscribers_connections() {
+        let hub = Hub::default();
+        let out = fake(usize::MAX);
+        let subs: Vec<_> = (0..DIRECT_MAX_FAN_OUT as u64 + 1)
+            .map(|id| direct_subscriber(&hub, id, "c", &out))
+            .collect();
+        for s in &subs {
+            assert_eq!(s.sub.park(), Ok(true));
+        }
+        publish_batch(&hub, "c", &["x"]);
+        assert_eq!(out.calls.load(Ordering::Relaxed), 0);
+        let m = message_bytes("c", "x");
+        for s in &subs {
+            assert_eq!(drain(s), m);
+        }
+        // One fewer subscriber: all written by the publisher.
+        let mut subs = subs;
+        if let Some(mut last) = subs.pop() {
+            last.clear(&hub);
+        }
+        for s in &subs {
+            assert_eq!(s.sub.park(), Ok(true));
+        }
+        publish_batch(&hub, "c", &["x"]);
+        assert_eq!(
+            out.taken.lock().unwrap().len(),
+            DIRECT_MAX_FAN_OUT * m.len()
+        );
+        assert!(subs.iter().all(|s| s.queued_bytes() == 0));
+    }
+
+    #[test]
+    fn a_cut_off_subscriber_is_not_written() {
+        let hub = Hub::default();
+        let out = fake(usize::MAX);
+        let a = direct_subscriber(&hub, 1, "c", &out);
+        hub.set_output_limit(OutputLimit {
+            hard: 10,
+            soft: 0,
+            soft_seconds: 0,
+        });
+        assert_eq!(a.sub.park(), Ok(true));
+        publish_batch(&hub, "c", &["longer than ten bytes"]);
+        assert_eq!(out.calls.load(Ordering::Relaxed), 0);
+        assert_eq!(a.sub.park(), Err(()));
+        assert_eq!(hub.output_limit_disconnections(), 1);
     }
 }
