@@ -307,6 +307,9 @@ impl Conn {
                     }
                     self.set_busy(true);
                     shared.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    // CLIENT LIST `idle`: since the last read, as Redis counts it (once per
+                    // read, not per pipelined request).
+                    state.handle.last_interaction_ms.store(now_ms(), Ordering::Relaxed);
                 }
                 ready = state.pubsub.ready() => {
                     // Taking unparks.
@@ -607,15 +610,14 @@ impl Conn {
     /// Per-request bookkeeping before execution: idle time, CLIENT LIST's `cmd`, and
     /// subscribers waiting on earlier PUBLISHes (only a run of PUBLISHes defers them).
     fn note_request(&self, state: &mut ClientState, name: &[u8]) {
-        state
-            .handle
-            .last_interaction_ms
-            .store(now_ms(), Ordering::Relaxed);
         {
             let mut info = lock(&state.handle.info);
-            info.last_cmd.clear();
-            info.last_cmd.push_str(&String::from_utf8_lossy(name));
-            info.last_cmd.make_ascii_lowercase();
+            // Pipelines repeat one command: nothing to copy then.
+            if !info.last_cmd.as_bytes().eq_ignore_ascii_case(name) {
+                info.last_cmd.clear();
+                info.last_cmd.push_str(&String::from_utf8_lossy(name));
+                info.last_cmd.make_ascii_lowercase();
+            }
         }
         if !(name.eq_ignore_ascii_case(b"publish") || name.eq_ignore_ascii_case(b"spublish")) {
             state.pubsub.wake_subscribers();

@@ -376,7 +376,7 @@ pub fn encode_message(
     out.put_slice(b"\r\n");
     for part in parts.iter().flatten() {
         out.put_u8(b'$');
-        out.put_slice(part.len().to_string().as_bytes());
+        crate::reply::put_int(&mut out, i64::try_from(part.len()).unwrap_or(i64::MAX));
         out.put_slice(b"\r\n");
         out.put_slice(part);
         out.put_slice(b"\r\n");
@@ -519,6 +519,19 @@ impl Subscriber {
     /// `Err` once cut off.
     fn take_into(&self, out: &mut BytesMut) -> Result<Taken, ()> {
         const CHUNK: usize = 32;
+        {
+            // Every reply asks first (messages published before a command precede its reply):
+            // nothing queued is the common case.
+            let mut q = self.lock();
+            if q.closed {
+                return Err(());
+            }
+            q.parked = false;
+            if q.items.is_empty() {
+                q.notice = false;
+                return Ok(Taken::Nothing);
+            }
+        }
         let mut size = 0;
         let mut took = false;
         let mut notice = false;

@@ -256,7 +256,8 @@ fn bulk(out: &mut BytesMut, b: &[u8]) {
     }
 }
 
-fn put_int(out: &mut BytesMut, i: i64) {
+/// Appends `i` in decimal, without allocating.
+pub(crate) fn put_int(out: &mut BytesMut, i: i64) {
     let mut buf = itoa_buf(i);
     out.put_slice(buf.as_bytes_mut());
 }

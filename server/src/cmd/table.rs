@@ -2,6 +2,8 @@
 //! COMMAND INFO reports them, and the family that parses it. The data is generated from
 //! Redis 7 into `table_data.rs` (see `server/tools/gen_command_table.py`).
 
+use std::sync::OnceLock;
+
 use crate::reply::Reply;
 
 /// Which module parses and executes a command.
@@ -35,11 +37,32 @@ impl Spec {
     }
 }
 
-/// Finds a command by name, case-insensitively.
+/// The longest command name in [`COMMANDS`] is shorter than this.
+const MAX_NAME: usize = 32;
+
+/// Finds a command by name, case-insensitively. It runs for every request, so the table is
+/// bucketed once by name length and first letter: a lookup compares one to three names.
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
-    COMMANDS
+    static BUCKETS: OnceLock<Vec<Vec<&'static Spec>>> = OnceLock::new();
+    let bucket = |len: usize, first: u8| len * 26 + usize::from(first.to_ascii_lowercase() - b'a');
+    let buckets = BUCKETS.get_or_init(|| {
+        let mut buckets = vec![Vec::new(); MAX_NAME * 26];
+        for spec in COMMANDS {
+            let first = spec.name.as_bytes()[0];
+            if spec.name.len() < MAX_NAME && first.is_ascii_lowercase() {
+                buckets[bucket(spec.name.len(), first)].push(spec);
+            }
+        }
+        buckets
+    });
+    let first = *name.first()?;
+    if name.len() >= MAX_NAME || !first.is_ascii_alphabetic() {
+        return None;
+    }
+    buckets[bucket(name.len(), first)]
         .iter()
         .find(|s| s.name.as_bytes().eq_ignore_ascii_case(name))
+        .copied()
 }
 
 pub use super::table_data::{COMMANDS, SUBCOMMANDS};
@@ -183,6 +206,32 @@ fn decode_resp3(mut input: &[u8]) -> Option<Reply> {
 mod tests {
     use super::*;
     use crate::reply::Protocol;
+
+    #[test]
+    fn lookup_finds_every_command_in_any_case_and_nothing_else() {
+        for spec in COMMANDS {
+            assert!(spec.name.len() < MAX_NAME, "{}", spec.name);
+            assert_eq!(spec.name, spec.name.to_ascii_lowercase());
+            let upper = spec.name.to_ascii_uppercase();
+            assert!(std::ptr::eq(lookup(upper.as_bytes()).unwrap(), spec));
+            assert!(std::ptr::eq(lookup(spec.name.as_bytes()).unwrap(), spec));
+        }
+        assert!(std::ptr::eq(
+            lookup(b"PuBlIsH").unwrap(),
+            lookup(b"publish").unwrap()
+        ));
+        for name in [
+            &b""[..],
+            b"publis",
+            b"publishx",
+            b"zzz",
+            b"a",
+            &[b'x'; 40],
+            b"x\xffadd",
+        ] {
+            assert!(lookup(name).is_none(), "{name:?}");
+        }
+    }
 
     #[test]
     fn every_command_has_info_and_docs() {
