@@ -418,6 +418,93 @@ fn concurrent_exchange(port: u16) {
     assert_eq!(c.cmd(&["PING"]), V::Simple("PONG".into()));
 }
 
+/// Publisher `k`'s message `i`: its origin and number, then filler of varying length.
+fn publisher_payload(k: usize, i: usize) -> Vec<u8> {
+    let mut p = format!("p{k}:{i}:").into_bytes();
+    p.resize(
+        p.len() + (i * 7919 + k * 104_729) % 6_000 + 1,
+        b'a' + (i % 26) as u8,
+    );
+    p
+}
+
+#[test]
+fn concurrent_publishers_reach_idle_and_busy_subscribers_whole_and_in_order() {
+    // Several publishers write to the same subscribers' sockets themselves while those wait
+    // idle, and leave the rest to the subscribers' connections once a socket is full (the
+    // readers stall now and then). Every frame must arrive whole, and each publisher's
+    // messages complete and in its order, to a RESP2 and a RESP3 subscriber alike.
+    let server = Server::start();
+    let (n_pubs, n_msgs) = (3, 2000);
+    let mut subs: Vec<Raw> = (0..3).map(|_| Raw::connect(server.port)).collect();
+    assert!(matches!(subs[2].cmd(&["HELLO", "3"]), V::Array(_)));
+    for s in &mut subs {
+        assert!(matches!(
+            s.cmd(&["SUBSCRIBE", "ch"]),
+            V::Array(_) | V::Push(_)
+        ));
+    }
+    let publishers: Vec<_> = (0..n_pubs)
+        .map(|k| {
+            let port = server.port;
+            std::thread::spawn(move || {
+                let mut p = Raw::connect(port);
+                for i in 0..n_msgs {
+                    p.send(&[b"PUBLISH", b"ch", &publisher_payload(k, i)]);
+                }
+                for _ in 0..n_msgs {
+                    assert_eq!(p.read(), V::Int(3));
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = subs
+        .into_iter()
+        .enumerate()
+        .map(|(s, mut c)| {
+            std::thread::spawn(move || {
+                let mut next = vec![0; n_pubs];
+                for frame in 0..n_pubs * n_msgs {
+                    if frame % 250 == s * 50 {
+                        // Stall: the socket fills and the server's writes end part-way.
+                        std::thread::sleep(Duration::from_millis(3));
+                    }
+                    let items = match c.read() {
+                        V::Array(items) | V::Push(items) => items,
+                        other => panic!("subscriber {s}: unexpected frame {other:?}"),
+                    };
+                    let V::Bulk(payload) = &items[2] else {
+                        panic!("subscriber {s}: {items:?}")
+                    };
+                    assert_eq!(items[..2], [bulk("message"), bulk("ch")]);
+                    let text = String::from_utf8_lossy(&payload[..payload.len().min(20)]);
+                    let mut parts = text.split(':');
+                    let k: usize = parts.next().unwrap()[1..].parse().unwrap();
+                    let i: usize = parts.next().unwrap().parse().unwrap();
+                    assert_eq!(i, next[k], "subscriber {s}, publisher {k}");
+                    assert!(
+                        *payload == publisher_payload(k, i),
+                        "subscriber {s}: {k}:{i}"
+                    );
+                    next[k] += 1;
+                }
+                let pong = if s == 2 {
+                    V::Simple("PONG".into())
+                } else {
+                    arr(&[bulk("pong"), bulk("")])
+                };
+                assert_eq!(c.cmd(&["PING"]), pong);
+            })
+        })
+        .collect();
+    for t in publishers {
+        t.join().unwrap();
+    }
+    for t in readers {
+        t.join().unwrap();
+    }
+}
+
 #[test]
 fn a_keyspace_notification_is_sent_only_once_its_write_is_on_disk() {
     // The notification must not reach the subscriber before the XADD is in the file
