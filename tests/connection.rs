@@ -166,6 +166,14 @@ fn client_subcommands() {
     let list = c.cmd("CLIENT LIST");
     assert_eq!(list.matches("id=").count(), 2, "{list}");
     assert!(list.contains("name=other "));
+    // Another client's last command, as Redis names it: parent|sub, NULL when unknown.
+    assert_eq!(last_cmd_of(&list, "other"), "client|setname");
+    other.cmd("FOO");
+    assert_eq!(last_cmd_of(&c.cmd("CLIENT LIST"), "other"), "NULL");
+    other.cmd("config get maxclients");
+    assert_eq!(last_cmd_of(&c.cmd("CLIENT LIST"), "other"), "config|get");
+    other.cmd("CLIENT NOPE");
+    assert_eq!(last_cmd_of(&c.cmd("CLIENT LIST"), "other"), "NULL");
     assert_eq!(
         c.cmd("CLIENT FOO"),
         "-ERR unknown subcommand 'FOO'. Try CLIENT HELP.\r\n"
@@ -301,4 +309,15 @@ fn commands_do_not_change_other_connections_protocol() {
     a.cmd("HELLO 3");
     assert_eq!(a.cmd("CLIENT GETNAME"), "_\r\n");
     assert_eq!(b.cmd("CLIENT GETNAME"), "$-1\r\n");
+}
+
+/// The `cmd=` field of the CLIENT LIST line of the client named `name`.
+fn last_cmd_of(list: &str, name: &str) -> String {
+    let needle = format!("name={name} ");
+    let line = list
+        .lines()
+        .find(|l| l.contains(&needle))
+        .unwrap_or_default();
+    let rest = line.split(" cmd=").nth(1).unwrap_or_default();
+    rest.split(' ').next().unwrap_or_default().to_string()
 }

@@ -488,13 +488,13 @@ impl Conn {
                 Err(e) => break Batch::ParseError(e),
             };
             let parsed = match cmd::parse(&args) {
-                Ok((Command::Stream(StreamCommand::Add(add)), spec))
+                Ok((Command::Stream(StreamCommand::Add(add)), _))
                     if self.joins_xadd_run(&shared, state, &add, notify) =>
                 {
                     if run.first().is_some_and(|r: &write::Add| r.key != add.key) {
                         self.run_xadds(&shared, state, &mut run, &mut engine, &mut effects);
                     }
-                    self.note_request(state, spec.name.as_bytes());
+                    self.note_request(state, &args);
                     run.push(add);
                     executed += 1;
                     if executed >= MAX_BATCH {
@@ -609,14 +609,34 @@ impl Conn {
 
     /// Per-request bookkeeping before execution: idle time, CLIENT LIST's `cmd`, and
     /// subscribers waiting on earlier PUBLISHes (only a run of PUBLISHes defers them).
-    fn note_request(&self, state: &mut ClientState, name: &[u8]) {
+    fn note_request(&self, state: &mut ClientState, args: &[Bytes]) {
+        let name = args.first().map_or(&[][..], |n| &n[..]);
         {
+            // CLIENT LIST `cmd`, as Redis names it; pipelines repeat one name, so it is
+            // compared before it is copied.
+            let shown = cmd::table::display_name(args);
             let mut info = lock(&state.handle.info);
-            // Pipelines repeat one command: nothing to copy then.
-            if !info.last_cmd.as_bytes().eq_ignore_ascii_case(name) {
+            let last = info.last_cmd.as_str();
+            let same = match shown {
+                None => last == "NULL",
+                Some((parent, None)) => last == parent,
+                Some((parent, Some(sub))) => last
+                    .strip_prefix(parent)
+                    .and_then(|rest| rest.strip_prefix('|'))
+                    .is_some_and(|rest| rest == sub),
+            };
+            if !same {
                 info.last_cmd.clear();
-                info.last_cmd.push_str(&String::from_utf8_lossy(name));
-                info.last_cmd.make_ascii_lowercase();
+                match shown {
+                    None => info.last_cmd.push_str("NULL"),
+                    Some((parent, sub)) => {
+                        info.last_cmd.push_str(parent);
+                        if let Some(sub) = sub {
+                            info.last_cmd.push('|');
+                            info.last_cmd.push_str(sub);
+                        }
+                    }
+                }
             }
         }
         if !(name.eq_ignore_ascii_case(b"publish") || name.eq_ignore_ascii_case(b"spublish")) {
@@ -650,7 +670,7 @@ impl Conn {
             state.reply_mode = ReplyMode::On;
         }
         let name = args.first().map_or(&[][..], |n| &n[..]);
-        self.note_request(state, name);
+        self.note_request(state, &args);
         let (command, spec) = match parsed {
             Ok(ok) => ok,
             Err(reply) => {

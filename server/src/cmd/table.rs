@@ -72,6 +72,26 @@ pub fn is_container(name: &str) -> bool {
     SUBCOMMANDS.iter().any(|(parent, _, _)| *parent == name)
 }
 
+/// A request's name as CLIENT LIST `cmd=` shows it: the command, or `parent` and `sub` for
+/// a subcommand (`parent|sub`). `None` (Redis prints `NULL`) for a command or subcommand
+/// Sluice does not know.
+pub fn display_name(args: &[bytes::Bytes]) -> Option<(&'static str, Option<&'static str>)> {
+    static CONTAINERS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let spec = lookup(args.first()?)?;
+    let containers = CONTAINERS.get_or_init(|| {
+        let mut names: Vec<&'static str> = SUBCOMMANDS.iter().map(|(p, _, _)| *p).collect();
+        names.dedup();
+        names
+    });
+    let Some(sub) = args.get(1).filter(|_| containers.contains(&spec.name)) else {
+        return Some((spec.name, None));
+    };
+    SUBCOMMANDS
+        .iter()
+        .find(|(p, s, _)| *p == spec.name && s.as_bytes().eq_ignore_ascii_case(sub))
+        .map(|(p, s, _)| (*p, Some(*s)))
+}
+
 /// A subcommand's arity, if Sluice implements it.
 pub fn subcommand_arity(parent: &str, sub: &[u8]) -> Option<i32> {
     SUBCOMMANDS
@@ -231,6 +251,31 @@ mod tests {
         ] {
             assert!(lookup(name).is_none(), "{name:?}");
         }
+    }
+
+    #[test]
+    fn display_names_are_redis_client_list_names() {
+        let args = |a: &[&str]| -> Vec<bytes::Bytes> {
+            a.iter()
+                .map(|x| bytes::Bytes::copy_from_slice(x.as_bytes()))
+                .collect()
+        };
+        assert_eq!(
+            display_name(&args(&["PUBLISH", "c", "m"])),
+            Some(("publish", None))
+        );
+        assert_eq!(
+            display_name(&args(&["Client", "ID"])),
+            Some(("client", Some("id")))
+        );
+        assert_eq!(display_name(&args(&["client"])), Some(("client", None)));
+        assert_eq!(
+            display_name(&args(&["XINFO", "stream", "k"])),
+            Some(("xinfo", Some("stream")))
+        );
+        assert_eq!(display_name(&args(&["CLIENT", "FOO"])), None);
+        assert_eq!(display_name(&args(&["FOO"])), None);
+        assert_eq!(display_name(&[]), None);
     }
 
     #[test]
