@@ -1867,6 +1867,14 @@ mod tests {
         s
     }
 
+    /// Subscriber 1 of channel "c", parked, whose socket takes `room` bytes.
+    fn parked_subscriber(hub: &Hub, room: usize) -> (Subscriptions, Arc<FakeOut>) {
+        let out = fake(room);
+        let a = direct_subscriber(hub, 1, "c", &out);
+        assert_eq!(a.sub.park(), Ok(true));
+        (a, out)
+    }
+
     fn fake(room: usize) -> Arc<FakeOut> {
         let out = Arc::new(FakeOut::default());
         *out.room.lock().unwrap() = room;
@@ -1895,9 +1903,7 @@ mod tests {
     #[test]
     fn a_parked_subscriber_gets_a_batch_in_one_write_by_the_publisher() {
         let hub = Hub::default();
-        let out = fake(usize::MAX);
-        let a = direct_subscriber(&hub, 1, "c", &out);
-        assert_eq!(a.sub.park(), Ok(true));
+        let (a, out) = parked_subscriber(&hub, usize::MAX);
         let written = publish_batch(&hub, "c", &["one", "two"]);
         let want = [message_bytes("c", "one"), message_bytes("c", "two")].concat();
         assert_eq!(written, want.len() as u64);
@@ -1918,9 +1924,7 @@ mod tests {
     #[test]
     fn what_a_full_socket_does_not_take_is_left_in_order_to_the_connection() {
         let hub = Hub::default();
-        let out = fake(30);
-        let a = direct_subscriber(&hub, 1, "c", &out);
-        assert_eq!(a.sub.park(), Ok(true));
+        let (a, out) = parked_subscriber(&hub, 30);
         let written = publish_batch(&hub, "c", &["one", "two", "three"]);
         assert_eq!(written, 30);
         // Unparked: the connection, woken, writes the rest, and later batches are queued.
@@ -1946,10 +1950,9 @@ mod tests {
     #[test]
     fn a_socket_that_takes_nothing_leaves_everything_queued() {
         let hub = Hub::default();
-        let out = fake(0);
-        let a = direct_subscriber(&hub, 1, "c", &out);
-        assert_eq!(a.sub.park(), Ok(true));
+        let (a, out) = parked_subscriber(&hub, 0);
         assert_eq!(publish_batch(&hub, "c", &["x"]), 0);
+        assert_eq!(out.calls.load(Ordering::Relaxed), 1);
         assert!(!a.sub.lock().parked);
         assert_eq!(drain(&a), message_bytes("c", "x"));
     }
@@ -1982,9 +1985,7 @@ mod tests {
     #[test]
     fn a_keyspace_notification_is_left_to_the_connection() {
         let hub = Hub::default();
-        let out = fake(usize::MAX);
-        let a = direct_subscriber(&hub, 1, "c", &out);
-        assert_eq!(a.sub.park(), Ok(true));
+        let (a, out) = parked_subscriber(&hub, usize::MAX);
         // A notification queued (its wake-up pending) while the connection was parked.
         let mut w = Wakeups::default();
         hub.publish_locked(&hub.read(), b"c", b"event", true, &mut w);
