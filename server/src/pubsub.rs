@@ -548,7 +548,6 @@ impl Subscriber {
                 }
                 let before = size;
                 notice |= q.notice;
-                q.parked = false;
                 while let Some(next) = q.items.front().map(Bytes::len) {
                     if n == CHUNK {
                         more = true;
