@@ -872,6 +872,7 @@ impl Conn {
                     n = socket.read.read_buf(&mut self.input) => match n {
                         Ok(0) => break Err(String::new()),
                         Ok(_) => {
+                            state.handle.last_interaction_ms.store(now_ms(), Ordering::Relaxed);
                             if self.input.len() as u64 > shared.config().client_query_buffer_limit {
                                 break Err("closing client that reached max query buffer length".into());
                             }

@@ -1284,19 +1284,19 @@ impl Session {
         }
     }
 
-    /// Wakes the subscribers this client's PUBLISHes queued messages to.
-    /// True if deliveries to one of them were behind: some subscriber that was not busy
-    /// writing still held messages from this client's previous round. The caller then lets
-    /// the subscribers run before it replies, so a publisher in a closed loop cannot run
-    /// ever further ahead of its deliveries (Redis writes subscribers in the same loop turn
-    /// as the publisher's reply). It never waits on a subscriber's socket.
     /// This client's PUBLISHes queued messages that [`Session::wake_subscribers`] has not
     /// delivered yet.
     pub fn has_deliveries(&self) -> bool {
         !self.wakeups.is_empty()
     }
 
-    /// Parked subscribers get their messages written by this call (see the module's notes).
+    /// Delivers what this client's PUBLISHes queued: written to the sockets of parked
+    /// subscribers by this call (see the module's notes), the other subscribers woken.
+    /// True if deliveries to one of them were behind: some subscriber that was not busy
+    /// writing still held messages from this client's previous round. The caller then lets
+    /// the subscribers run before it replies, so a publisher in a closed loop cannot run
+    /// ever further ahead of its deliveries (Redis writes subscribers in the same loop turn
+    /// as the publisher's reply). It never waits on a subscriber's socket.
     pub fn wake_subscribers(&mut self) -> bool {
         if self.wakeups.is_empty() {
             return false;
