@@ -710,12 +710,8 @@ impl Conn {
             )
         {
             Stats::rejected(shared, spec.name);
-            let full_name = match args.get(1) {
-                Some(sub) if cmd::table::is_container(spec.name) => format!(
-                    "{}|{}",
-                    spec.name,
-                    String::from_utf8_lossy(sub).to_ascii_lowercase()
-                ),
+            let full_name = match cmd::table::display_name(&args) {
+                Some((parent, Some(sub))) => format!("{parent}|{sub}"),
                 _ => spec.name.to_string(),
             };
             self.reply(state, crate::pubsub::subscribed_mode_error(&full_name));

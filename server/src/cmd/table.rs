@@ -67,23 +67,28 @@ pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
 
 pub use super::table_data::{COMMANDS, SUBCOMMANDS};
 
+/// The commands that have subcommands (CLIENT, CONFIG, XINFO, ...), once.
+fn containers() -> &'static [&'static str] {
+    static CONTAINERS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    CONTAINERS.get_or_init(|| {
+        let mut names: Vec<&'static str> = SUBCOMMANDS.iter().map(|(p, _, _)| *p).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    })
+}
+
 /// True if the command has subcommands (CLIENT, CONFIG, XINFO, ...).
 pub fn is_container(name: &str) -> bool {
-    SUBCOMMANDS.iter().any(|(parent, _, _)| *parent == name)
+    containers().contains(&name)
 }
 
 /// A request's name as CLIENT LIST `cmd=` shows it: the command, or `parent` and `sub` for
 /// a subcommand (`parent|sub`). `None` (Redis prints `NULL`) for a command or subcommand
 /// Sluice does not know.
 pub fn display_name(args: &[bytes::Bytes]) -> Option<(&'static str, Option<&'static str>)> {
-    static CONTAINERS: OnceLock<Vec<&'static str>> = OnceLock::new();
     let spec = lookup(args.first()?)?;
-    let containers = CONTAINERS.get_or_init(|| {
-        let mut names: Vec<&'static str> = SUBCOMMANDS.iter().map(|(p, _, _)| *p).collect();
-        names.dedup();
-        names
-    });
-    let Some(sub) = args.get(1).filter(|_| containers.contains(&spec.name)) else {
+    let Some(sub) = args.get(1).filter(|_| is_container(spec.name)) else {
         return Some((spec.name, None));
     };
     SUBCOMMANDS
