@@ -488,13 +488,13 @@ impl Conn {
                 Err(e) => break Batch::ParseError(e),
             };
             let parsed = match cmd::parse(&args) {
-                Ok((Command::Stream(StreamCommand::Add(add)), _))
+                Ok((Command::Stream(StreamCommand::Add(add)), spec))
                     if self.joins_xadd_run(&shared, state, &add, notify) =>
                 {
                     if run.first().is_some_and(|r: &write::Add| r.key != add.key) {
                         self.run_xadds(&shared, state, &mut run, &mut engine, &mut effects);
                     }
-                    self.note_request(state, &args);
+                    self.note_request(state, Some(spec), &args);
                     run.push(add);
                     executed += 1;
                     if executed >= MAX_BATCH {
@@ -609,12 +609,17 @@ impl Conn {
 
     /// Per-request bookkeeping before execution: idle time, CLIENT LIST's `cmd`, and
     /// subscribers waiting on earlier PUBLISHes (only a run of PUBLISHes defers them).
-    fn note_request(&self, state: &mut ClientState, args: &[Bytes]) {
+    fn note_request(
+        &self,
+        state: &mut ClientState,
+        spec: Option<&'static cmd::table::Spec>,
+        args: &[Bytes],
+    ) {
         let name = args.first().map_or(&[][..], |n| &n[..]);
         {
             // CLIENT LIST `cmd`, as Redis names it; pipelines repeat one name, so it is
             // compared before it is copied.
-            let shown = cmd::table::display_name(args);
+            let shown = cmd::table::display_name(spec, args);
             let mut info = lock(&state.handle.info);
             let last = info.last_cmd.as_str();
             let same = match shown {
@@ -669,15 +674,20 @@ impl Conn {
         } else if state.reply_mode == ReplyMode::Skipping {
             state.reply_mode = ReplyMode::On;
         }
-        let name = args.first().map_or(&[][..], |n| &n[..]);
-        self.note_request(state, &args);
+        // The parser found the command's spec unless it refused the request; a refused
+        // request may still name a known command (a wrong arity).
+        let known = match &parsed {
+            Ok((_, spec)) => Some(*spec),
+            Err(_) => args.first().and_then(|name| cmd::table::lookup(name)),
+        };
+        self.note_request(state, known, &args);
         let (command, spec) = match parsed {
             Ok(ok) => ok,
             Err(reply) => {
                 if let Some(multi) = state.multi.as_mut() {
                     multi.aborted = true;
                 }
-                if let Some(spec) = cmd::table::lookup(name) {
+                if let Some(spec) = known {
                     Stats::rejected(shared, spec.name);
                 }
                 self.reply(state, reply);
@@ -710,7 +720,7 @@ impl Conn {
             )
         {
             Stats::rejected(shared, spec.name);
-            let full_name = match cmd::table::display_name(&args) {
+            let full_name = match cmd::table::display_name(Some(spec), &args) {
                 Some((parent, Some(sub))) => format!("{parent}|{sub}"),
                 _ => spec.name.to_string(),
             };

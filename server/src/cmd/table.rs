@@ -83,11 +83,14 @@ pub fn is_container(name: &str) -> bool {
     containers().contains(&name)
 }
 
-/// A request's name as CLIENT LIST `cmd=` shows it: the command, or `parent` and `sub` for
-/// a subcommand (`parent|sub`). `None` (Redis prints `NULL`) for a command or subcommand
-/// Sluice does not know.
-pub fn display_name(args: &[bytes::Bytes]) -> Option<(&'static str, Option<&'static str>)> {
-    let spec = lookup(args.first()?)?;
+/// A request's name as CLIENT LIST `cmd=` shows it, given its command's `spec` (from
+/// [`lookup`]): the command, or `parent` and `sub` for a subcommand (`parent|sub`). `None`
+/// (Redis prints `NULL`) for a command or subcommand Sluice does not know.
+pub fn display_name(
+    spec: Option<&'static Spec>,
+    args: &[bytes::Bytes],
+) -> Option<(&'static str, Option<&'static str>)> {
+    let spec = spec?;
     let Some(sub) = args.get(1).filter(|_| is_container(spec.name)) else {
         return Some((spec.name, None));
     };
@@ -260,27 +263,23 @@ mod tests {
 
     #[test]
     fn display_names_are_redis_client_list_names() {
-        let args = |a: &[&str]| -> Vec<bytes::Bytes> {
-            a.iter()
+        let shown = |a: &[&str]| {
+            let args: Vec<bytes::Bytes> = a
+                .iter()
                 .map(|x| bytes::Bytes::copy_from_slice(x.as_bytes()))
-                .collect()
+                .collect();
+            display_name(args.first().and_then(|n| lookup(n)), &args)
         };
+        assert_eq!(shown(&["PUBLISH", "c", "m"]), Some(("publish", None)));
+        assert_eq!(shown(&["Client", "ID"]), Some(("client", Some("id"))));
+        assert_eq!(shown(&["client"]), Some(("client", None)));
         assert_eq!(
-            display_name(&args(&["PUBLISH", "c", "m"])),
-            Some(("publish", None))
-        );
-        assert_eq!(
-            display_name(&args(&["Client", "ID"])),
-            Some(("client", Some("id")))
-        );
-        assert_eq!(display_name(&args(&["client"])), Some(("client", None)));
-        assert_eq!(
-            display_name(&args(&["XINFO", "stream", "k"])),
+            shown(&["XINFO", "stream", "k"]),
             Some(("xinfo", Some("stream")))
         );
-        assert_eq!(display_name(&args(&["CLIENT", "FOO"])), None);
-        assert_eq!(display_name(&args(&["FOO"])), None);
-        assert_eq!(display_name(&[]), None);
+        assert_eq!(shown(&["CLIENT", "FOO"]), None);
+        assert_eq!(shown(&["FOO"]), None);
+        assert_eq!(display_name(None, &[]), None);
     }
 
     #[test]
