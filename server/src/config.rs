@@ -13,6 +13,18 @@ pub struct OutputLimit {
     pub soft_seconds: u64,
 }
 
+impl OutputLimit {
+    /// `n` bytes of a normal client's output are over the hard limit (close at once).
+    pub fn over_hard(&self, n: u64) -> bool {
+        self.hard > 0 && n > self.hard
+    }
+
+    /// `n` bytes are over the soft limit (close if it lasts `soft_seconds`).
+    pub fn over_soft(&self, n: u64) -> bool {
+        self.soft > 0 && n > self.soft
+    }
+}
+
 /// Parsed `notify-keyspace-events`: which classes are published, on which channel kinds.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct KeyspaceFlags {

@@ -350,8 +350,7 @@ impl Conn {
     fn write_ready_reply(&mut self, socket: &Socket) {
         let limit = self.shared.config().output_normal;
         let n = self.out.len() as u64;
-        let within_limit = self.subscribed
-            || ((limit.hard == 0 || n <= limit.hard) && (limit.soft == 0 || n <= limit.soft));
+        let within_limit = self.subscribed || !(limit.over_hard(n) || limit.over_soft(n));
         if n == 0 || self.barrier != Lsn(0) || self.unwritten != 0 || !within_limit {
             return;
         }
@@ -424,10 +423,10 @@ impl Conn {
         // stalled write closes too.
         let limit = self.shared.config().output_normal;
         let normal = !self.subscribed;
-        if normal && limit.hard > 0 && n as u64 > limit.hard {
+        if normal && limit.over_hard(n as u64) {
             return Err(OUTPUT_LIMIT.into());
         }
-        let soft = normal && limit.soft > 0 && n as u64 > limit.soft;
+        let soft = normal && limit.over_soft(n as u64);
         let stall = async move {
             if soft {
                 tokio::time::sleep(Duration::from_secs(limit.soft_seconds)).await
