@@ -219,7 +219,6 @@ impl Conn {
         let shared = self.shared.clone();
         loop {
             // Execute every complete request already buffered.
-            let mut behind = false;
             loop {
                 match self.run_batch(state) {
                     Batch::Idle => {
@@ -229,12 +228,12 @@ impl Conn {
                         if state.pubsub.has_deliveries() {
                             self.write_ready_reply(socket);
                         }
-                        behind |= state.pubsub.wake_subscribers();
+                        state.pubsub.wake_subscribers();
                         break;
                     }
                     Batch::More => {}
                     Batch::Flush => {
-                        behind |= state.pubsub.wake_subscribers();
+                        state.pubsub.wake_subscribers();
                         self.flush(socket).await?;
                     }
                     Batch::Close => {
@@ -261,12 +260,10 @@ impl Conn {
                     }
                 }
             }
-            if behind {
-                // Deliveries lag this publisher: let the subscribers run before its reply,
-                // as Redis writes them in the same loop turn as the reply.
-                tokio::task::yield_now().await;
-            }
             self.flush(socket).await?;
+            // Subscribers still waiting to take this client's earlier messages get to run
+            // before its next PUBLISHes are read.
+            state.pubsub.catch_up().await;
             // Waiting with nothing to write, a subscriber parks: publishers write its messages
             // to its socket themselves until it wakes up.
             let parked = state.pubsub.is_subscribed() && self.park(socket, state).await?;
@@ -434,17 +431,11 @@ impl Conn {
                 std::future::pending().await
             }
         };
-        if self.subscribed {
-            self.cut_off.set_writing(true);
-        }
         let written = tokio::select! {
             written = socket.write_all(&self.out) => written.map_err(|e| e.to_string()),
             _ = self.cut_off.wait() => Err(CUT_OFF.into()),
             _ = stall => Err(OUTPUT_LIMIT.into()),
         };
-        if self.subscribed {
-            self.cut_off.set_writing(false);
-        }
         written?;
         self.shared
             .stats

@@ -15,6 +15,12 @@
 //!   left to the receivers' own connections, which are woken to write them: a large fan-out
 //!   is written by every worker thread, and a subscriber behind by several batches gets them
 //!   in one write. A publisher never waits on a subscriber's socket.
+//! - A publisher does not run ever further ahead of deliveries that only wait for a CPU: if
+//!   its PUBLISHes found a subscriber still holding its earlier messages, woken for them but
+//!   not run since, the publisher's next input is read only once that connection has run
+//!   (or after [`CATCH_UP_MAX`]). Redis gets the same pacing from writing every subscriber
+//!   in the loop turn that read the PUBLISH; without it a closed-loop publisher fills the
+//!   queues faster than subscribers are scheduled, and delivery latency grows without bound.
 //! - A subscriber whose queued bytes exceed `client-output-buffer-limit pubsub` (hard, or soft
 //!   for longer than its seconds) is cut off at once: its queue is dropped and
 //!   [`Session::ready`] returns false so its connection closes. Nobody else notices.
@@ -29,7 +35,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::Notify;
@@ -52,6 +58,13 @@ const RECV_BATCH_BYTES: usize = 64 * 1024;
 /// reached at most this many subscribers; beyond it, their connections are woken to write
 /// them, in parallel on every worker.
 pub const DIRECT_MAX_FAN_OUT: usize = 16;
+
+/// How long a publisher waits at most for lagging subscribers ([`Session::catch_up`]).
+const CATCH_UP_MAX: Duration = Duration::from_millis(10);
+
+/// Lagging subscribers a publisher remembers between two waits: enough for any one round's
+/// fan-out to matter, and a bound on memory whatever the pipeline.
+const MAX_LAGGING: usize = 4096;
 
 /// The write side of a subscriber's socket, which a publisher writes to while the subscriber's
 /// connection is parked (see the module's design notes).
@@ -299,8 +312,8 @@ impl Hub {
         wakeups: &mut Wakeups,
     ) -> bool {
         match sub.push(item.clone(), limit, notice) {
-            Push::Queued { was_empty } => {
-                wakeups.add(sub, was_empty);
+            Push::Queued { lagging } => {
+                wakeups.add(sub, lagging);
                 true
             }
             Push::Closed => false,
@@ -393,9 +406,6 @@ pub struct Subscriber {
     notify: Notify,
     /// A wake-up for this subscriber is pending in some publisher's [`Wakeups`].
     wake_pending: AtomicBool,
-    /// The connection is writing to its socket (and may be stalled on a client that does
-    /// not read): its queue growing says nothing about how fast messages are delivered.
-    writing: AtomicBool,
     /// Woken (all waiters) when the subscriber is cut off, for a connection that is busy
     /// writing to a client that does not read and so is not waiting in `recv`.
     cut_notify: Notify,
@@ -444,8 +454,9 @@ pub enum Taken {
 }
 
 enum Push {
-    /// Queued; `was_empty` if nothing else was waiting to be taken.
-    Queued { was_empty: bool },
+    /// Queued; `lagging` if earlier items still wait for the subscriber's woken connection
+    /// to take them (see [`Wakeups::lagging`]).
+    Queued { lagging: bool },
     /// The subscriber was already cut off.
     Closed,
     /// This push took the subscriber over its limit: it is now cut off.
@@ -460,7 +471,6 @@ impl Subscriber {
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
             wake_pending: AtomicBool::new(false),
-            writing: AtomicBool::new(false),
             cut_notify: Notify::new(),
         })
     }
@@ -486,7 +496,8 @@ impl Subscriber {
             return Push::Closed;
         }
         q.notice |= notice;
-        let was_empty = q.items.is_empty();
+        // Parked with items queued: its connection was woken for them and has not run since.
+        let lagging = q.parked && !q.items.is_empty();
         q.bytes += item.len() as u64;
         q.items.push_back(item);
         let over_hard = limit.hard > 0 && q.bytes >= limit.hard;
@@ -511,7 +522,7 @@ impl Subscriber {
             self.cut_notify.notify_waiters();
             Push::CutOff
         } else {
-            Push::Queued { was_empty }
+            Push::Queued { lagging }
         }
     }
 
@@ -591,6 +602,12 @@ impl Subscriber {
         }
         q.parked = q.items.is_empty() && q.direct.is_some();
         Ok(q.parked)
+    }
+
+    /// Parked with items queued: the connection was woken to take them and has not run yet.
+    fn waits_for_connection(&self) -> bool {
+        let q = self.lock();
+        q.parked && !q.items.is_empty() && !q.closed
     }
 
     /// The connection woke up: from now on only it writes to its socket.
@@ -719,34 +736,36 @@ impl Subscriber {
 #[derive(Default)]
 pub struct Wakeups {
     subs: Vec<Arc<Subscriber>>,
-    /// A subscriber still held messages from an earlier wake-up when this round first
-    /// queued to it, while not busy writing: deliveries are behind the publisher.
-    behind: bool,
+    /// Subscribers that still held items from an earlier wake-up when this publisher next
+    /// queued to them, their connections not having run since: deliveries wait for a CPU,
+    /// and the publisher is ahead of them (see [`Session::catch_up`]). A subscriber whose
+    /// connection is writing to its socket, or running a command of its own, is not parked
+    /// and so never in this list.
+    lagging: Vec<Arc<Subscriber>>,
 }
 
 impl Wakeups {
-    fn add(&mut self, sub: &Arc<Subscriber>, was_empty: bool) {
+    fn add(&mut self, sub: &Arc<Subscriber>, lagging: bool) {
         if !sub.wake_pending.swap(true, Ordering::AcqRel) {
-            self.behind |= !was_empty && !sub.writing.load(Ordering::Relaxed);
+            if lagging && self.lagging.len() < MAX_LAGGING {
+                self.lagging.push(sub.clone());
+            }
             self.subs.push(sub.clone());
         }
     }
 
-    /// Wakes every subscriber queued to since the last call. True if deliveries to one of
-    /// them were behind (see [`Session::wake_subscribers`]).
-    pub fn wake_all(&mut self) -> bool {
+    /// Wakes every subscriber queued to since the last call.
+    pub fn wake_all(&mut self) {
         for sub in self.subs.drain(..) {
             sub.wake_pending.store(false, Ordering::Release);
             sub.notify.notify_one();
         }
-        std::mem::take(&mut self.behind)
     }
 
     /// Writes the queues of the subscribers queued to since the last call, if at most
     /// [`DIRECT_MAX_FAN_OUT`], to their sockets where their connections are parked, and wakes
-    /// the others. Returns whether deliveries were behind (as [`Wakeups::wake_all`]) and the
-    /// bytes written.
-    fn deliver_all(&mut self, scratch: &mut BytesMut) -> (bool, u64) {
+    /// the others. Returns the bytes written.
+    fn deliver_all(&mut self, scratch: &mut BytesMut) -> u64 {
         let mut written = 0;
         let direct = self.subs.len() <= DIRECT_MAX_FAN_OUT;
         for sub in self.subs.drain(..) {
@@ -768,11 +787,26 @@ impl Wakeups {
         if scratch.capacity() > 4 * RECV_BATCH_BYTES {
             *scratch = BytesMut::new();
         }
-        (std::mem::take(&mut self.behind), written)
+        written
     }
 
     pub fn is_empty(&self) -> bool {
         self.subs.is_empty()
+    }
+
+    /// Yields until every lagging subscriber's connection has run, for at most
+    /// [`CATCH_UP_MAX`] (see [`Session::catch_up`]).
+    async fn catch_up(&mut self) {
+        if self.lagging.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + CATCH_UP_MAX;
+        for sub in &self.lagging {
+            while sub.waits_for_connection() && Instant::now() < deadline {
+                tokio::task::yield_now().await;
+            }
+        }
+        self.lagging.clear();
     }
 }
 
@@ -1179,19 +1213,13 @@ fn remove_from(state: &mut State, kind: Kind, name: &[u8], id: u64) {
 }
 
 /// A connection's hold on its subscriber while it writes: [`CutOffSignal::wait`] completes
-/// once the subscriber is cut off by the output limit, and [`CutOffSignal::set_writing`]
-/// tells publishers that a growing queue means a busy socket, not a slow connection task.
+/// once the subscriber is cut off by the output limit.
 pub struct CutOffSignal(Arc<Subscriber>);
 
 impl CutOffSignal {
     /// Cancel-safe.
     pub async fn wait(&self) {
         self.0.cut_off().await
-    }
-
-    /// Marks the connection as writing to its socket (or done writing).
-    pub fn set_writing(&self, writing: bool) {
-        self.0.writing.store(writing, Ordering::Relaxed);
     }
 }
 
@@ -1292,23 +1320,28 @@ impl Session {
 
     /// Delivers what this client's PUBLISHes queued: written to the sockets of parked
     /// subscribers by this call (see the module's notes), the other subscribers woken.
-    /// True if deliveries to one of them were behind: some subscriber that was not busy
-    /// writing still held messages from this client's previous round. The caller then lets
-    /// the subscribers run before it replies, so a publisher in a closed loop cannot run
-    /// ever further ahead of its deliveries (Redis writes subscribers in the same loop turn
-    /// as the publisher's reply). It never waits on a subscriber's socket.
-    pub fn wake_subscribers(&mut self) -> bool {
+    pub fn wake_subscribers(&mut self) {
         if self.wakeups.is_empty() {
-            return false;
+            return;
         }
-        let (behind, written) = self.wakeups.deliver_all(&mut self.scratch);
+        let written = self.wakeups.deliver_all(&mut self.scratch);
         if written > 0 {
             self.shared
                 .stats
                 .net_output_bytes
                 .fetch_add(written, Ordering::Relaxed);
         }
-        behind
+    }
+
+    /// Before this client's next input is read: waits until the subscribers its PUBLISHes
+    /// found lagging (woken for earlier messages, their connections not run since) have
+    /// taken them, for at most [`CATCH_UP_MAX`]. A publisher in a closed loop then cannot
+    /// run ever further ahead of deliveries that wait only for a CPU, as Redis writes every
+    /// subscriber in the loop turn that read the PUBLISH. Messages still coalesce: a
+    /// subscriber gets all it was queued in one write. A subscriber busy writing to its
+    /// socket, or with a command of its own, is never waited for.
+    pub async fn catch_up(&mut self) {
+        self.wakeups.catch_up().await
     }
 
     /// Lets publishers write this client's messages to `out`, its socket's write side, while
@@ -1656,28 +1689,83 @@ mod tests {
         s.clear(&hub);
     }
 
-    #[tokio::test]
-    async fn a_round_is_behind_only_if_an_idle_subscriber_kept_older_messages() {
+    /// Publishes `n` messages to `c` as one round of a publisher, waking the subscribers;
+    /// returns how many subscribers the round found lagging.
+    fn round(hub: &Hub, wakeups: &mut Wakeups, n: usize) -> usize {
+        for _ in 0..n {
+            hub.publish_deferred(b"c", b"m", wakeups);
+        }
+        wakeups.wake_all();
+        std::mem::take(&mut wakeups.lagging).len()
+    }
+
+    #[test]
+    fn a_subscriber_lags_only_while_woken_and_not_run() {
         let hub = Hub::default();
-        let mut s = Subscriptions::new(1);
-        s.subscribe(&hub, Kind::Channel, &[b("c")]);
-        assert!(s.recv().await.is_some()); // the confirmation
+        let (mut s, _out) = parked_subscriber(&hub, 0);
         let mut wakeups = Wakeups::default();
-        let mut round = |n: usize| {
-            for _ in 0..n {
-                hub.publish_deferred(b"c", b"m", &mut wakeups);
-            }
-            wakeups.wake_all()
-        };
-        assert!(!round(16), "an empty queue: the subscriber kept up");
-        assert!(round(1), "the last round's messages are still queued");
-        assert!(s.recv().await.is_some());
-        assert!(!round(3), "taken since");
-        // A subscriber stalled writing to its socket does not pace the publisher.
-        s.sub.writing.store(true, Ordering::Relaxed);
-        assert!(!round(1));
-        s.sub.writing.store(false, Ordering::Relaxed);
-        assert!(round(1));
+        assert_eq!(
+            round(&hub, &mut wakeups, 16),
+            0,
+            "nothing was queued before"
+        );
+        assert_eq!(round(&hub, &mut wakeups, 1), 1, "woken, parked, not run");
+        // Its connection runs: taking unparks it.
+        assert!(s.try_recv().unwrap().is_some());
+        assert_eq!(round(&hub, &mut wakeups, 1), 0, "taken since");
+        // Unparked with messages queued: busy writing to its socket or running a command
+        // of its own. A slow socket never paces the publisher.
+        assert_eq!(round(&hub, &mut wakeups, 1), 0);
+        // Parked again (its queue drained): lags again once woken and not run.
+        while s.try_recv().unwrap().is_some() {}
+        assert_eq!(s.sub.park(), Ok(true));
+        assert_eq!(round(&hub, &mut wakeups, 1), 0);
+        assert_eq!(round(&hub, &mut wakeups, 1), 1);
+        s.clear(&hub);
+    }
+
+    #[tokio::test]
+    async fn catch_up_lets_lagging_connections_run_first() {
+        let hub = Hub::default();
+        let (s, _out) = parked_subscriber(&hub, 0);
+        let s = Arc::new(Mutex::new(s));
+        let mut wakeups = Wakeups::default();
+        round(&hub, &mut wakeups, 3);
+        for _ in 0..3 {
+            hub.publish_deferred(b"c", b"m", &mut wakeups);
+        }
+        wakeups.wake_all();
+        assert_eq!(wakeups.lagging.len(), 1);
+        // The subscriber's connection, woken, runs on the same thread once the publisher
+        // yields.
+        let conn = s.clone();
+        let taker = tokio::spawn(async move {
+            let s = conn.lock().unwrap();
+            let mut out = BytesMut::new();
+            s.take_into(&mut out).unwrap();
+            out.len()
+        });
+        let started = Instant::now();
+        wakeups.catch_up().await;
+        assert!(started.elapsed() < CATCH_UP_MAX);
+        assert!(taker.is_finished(), "caught up before the subscriber ran");
+        assert_eq!(taker.await.unwrap(), 6 * message_bytes("c", "m").len());
+        assert!(wakeups.lagging.is_empty());
+        s.lock().unwrap().clear(&hub);
+    }
+
+    #[tokio::test]
+    async fn catch_up_gives_up_on_a_connection_that_does_not_run() {
+        let hub = Hub::default();
+        let (mut s, _out) = parked_subscriber(&hub, 0);
+        let mut wakeups = Wakeups::default();
+        round(&hub, &mut wakeups, 1);
+        hub.publish_deferred(b"c", b"m", &mut wakeups);
+        wakeups.wake_all();
+        let started = Instant::now();
+        wakeups.catch_up().await;
+        assert!(started.elapsed() >= CATCH_UP_MAX);
+        assert!(wakeups.lagging.is_empty());
         s.clear(&hub);
     }
 
@@ -1896,7 +1984,7 @@ mod tests {
         for m in msgs {
             hub.publish_deferred(channel.as_bytes(), m.as_bytes(), &mut w);
         }
-        w.deliver_all(&mut BytesMut::new()).1
+        w.deliver_all(&mut BytesMut::new())
     }
 
     #[test]
