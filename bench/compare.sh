@@ -6,6 +6,7 @@
 # Usage: bench/compare.sh [--quick] [--rounds N] [--duration S] [--modes "always everysec no"]
 #          [--workloads "xadd-p1 xadd-p16 ..."] [--mem-count N] [--skip-memory]
 #          [--redis-only | --sluice-bin PATH] [--out DIR] [--port-base P] [--pin]
+#          [--load-threads N]
 # Run bench/compare.sh --help for the workload names. Only 127.0.0.1 is ever a target.
 set -euo pipefail
 
@@ -23,9 +24,10 @@ PORT_BASE=7301
 OUT=""
 SLUICE_BIN=""
 PIN=0
+LOAD_THREADS=""
 
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
   cat <<EOF
 
 Workloads (default: all): $ALL_WORKLOADS
@@ -43,6 +45,8 @@ Workloads (default: all): $ALL_WORKLOADS
 Pub/sub keeps nothing on disk, so its workloads run in one mode only (everysec if listed).
 --pin: servers on CPU 0 (Sluice with one tokio worker thread), the load tool on CPU 1, so
       both servers get one core and never compete with the load tool (needs 2+ CPUs).
+--load-threads N: the load tool's tokio worker threads (default: one per CPU it may use).
+      On a small machine, fewer threads than CPUs leave the servers a CPU to run on.
 --quick = --rounds 3 --duration 2 --modes everysec --mem-count 1000000
           --workloads "xadd-p16 xrange xreadgroup xread-latency pubsub-10"
 EOF
@@ -65,6 +69,7 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift ;;
     --port-base) PORT_BASE="$2"; shift ;;
     --pin) PIN=1 ;;
+    --load-threads) LOAD_THREADS="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -105,12 +110,14 @@ cd "$ROOT"
 cargo build --release -q -p sluice-bench --bin sluice-load
 LOAD_BIN="$ROOT/target/release/sluice-load"
 # With --pin the servers run on CPU 0 and the load tool on CPU 1.
+LOAD_ARGS=()
+[ -n "$LOAD_THREADS" ] && LOAD_ARGS=(--threads "$LOAD_THREADS")
 SERVER_CPU=()
 if [ "$PIN" = 1 ]; then
   SERVER_CPU=(taskset -c 0)
-  LOAD() { taskset -c 1 "$LOAD_BIN" "$@"; }
+  LOAD() { taskset -c 1 "$LOAD_BIN" "${LOAD_ARGS[@]}" "$@"; }
 else
-  LOAD() { "$LOAD_BIN" "$@"; }
+  LOAD() { "$LOAD_BIN" "${LOAD_ARGS[@]}" "$@"; }
 fi
 SLUICE="${SLUICE_BIN:-$ROOT/target/release/sluice-server}"
 if [ "$REDIS_ONLY" = 0 ] && [ -n "$SLUICE_BIN" ]; then
