@@ -432,6 +432,14 @@ struct Queue {
     parked: bool,
 }
 
+impl Queue {
+    /// Parked with items queued: the connection was woken to take them and has not run
+    /// since (see [`Wakeups::lagging`]).
+    fn waits_for_connection(&self) -> bool {
+        self.parked && !self.items.is_empty() && !self.closed
+    }
+}
+
 /// What [`Subscriber::deliver`] did.
 enum Delivered {
     /// Everything queued was written to the socket: `n` bytes.
@@ -496,8 +504,7 @@ impl Subscriber {
             return Push::Closed;
         }
         q.notice |= notice;
-        // Parked with items queued: its connection was woken for them and has not run since.
-        let lagging = q.parked && !q.items.is_empty();
+        let lagging = q.waits_for_connection();
         q.bytes += item.len() as u64;
         q.items.push_back(item);
         let over_hard = limit.hard > 0 && q.bytes >= limit.hard;
@@ -604,10 +611,9 @@ impl Subscriber {
         Ok(q.parked)
     }
 
-    /// Parked with items queued: the connection was woken to take them and has not run yet.
+    /// See [`Queue::waits_for_connection`].
     fn waits_for_connection(&self) -> bool {
-        let q = self.lock();
-        q.parked && !q.items.is_empty() && !q.closed
+        self.lock().waits_for_connection()
     }
 
     /// The connection woke up: from now on only it writes to its socket.
