@@ -33,7 +33,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,10 @@ const CATCH_UP_MAX: Duration = Duration::from_millis(10);
 /// Lagging subscribers a publisher remembers between two waits: enough for any one round's
 /// fan-out to matter, and a bound on memory whatever the pipeline.
 const MAX_LAGGING: usize = 4096;
+
+/// Publishers one subscriber's queue holds waiting for its connection at most: a connection
+/// that does not run for a while cannot make every later wait register with it.
+const MAX_WATCHERS: usize = 64;
 
 /// The write side of a subscriber's socket, which a publisher writes to while the subscriber's
 /// connection is parked (see the module's design notes).
@@ -430,6 +434,9 @@ struct Queue {
     /// writes only while holding it, so the connection's writes and a publisher's never
     /// interleave or reorder.
     parked: bool,
+    /// Publishers waiting for this connection to run ([`Wakeups::catch_up`]), released
+    /// when [`Queue::waits_for_connection`] stops being true.
+    watchers: Vec<Arc<CatchUp>>,
 }
 
 impl Queue {
@@ -437,6 +444,61 @@ impl Queue {
     /// since (see [`Wakeups::lagging`]).
     fn waits_for_connection(&self) -> bool {
         self.parked && !self.items.is_empty() && !self.closed
+    }
+
+    /// Tells the waiting publishers this connection has run (or no longer needs to).
+    fn release_watchers(&mut self) {
+        for gate in self.watchers.drain(..) {
+            gate.arrive();
+        }
+    }
+}
+
+/// A subscriber's queue, locked. Releasing the lock releases the publishers waiting for the
+/// connection once it no longer waits, whichever change under the lock ended the wait.
+struct QueueGuard<'a>(MutexGuard<'a, Queue>);
+
+impl std::ops::Deref for QueueGuard<'_> {
+    type Target = Queue;
+    fn deref(&self) -> &Queue {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for QueueGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Queue {
+        &mut self.0
+    }
+}
+
+impl Drop for QueueGuard<'_> {
+    fn drop(&mut self) {
+        if !self.0.watchers.is_empty() && !self.0.waits_for_connection() {
+            self.0.release_watchers();
+        }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.release_watchers();
+    }
+}
+
+/// One wait of a publisher for its lagging subscribers: the subscribers still to run, and
+/// the publisher's wake-up when none is left.
+struct CatchUp {
+    left: AtomicUsize,
+    done: Notify,
+}
+
+impl CatchUp {
+    /// One subscriber ran; the last one wakes the publisher (the permit is kept if it is
+    /// not waiting yet).
+    fn arrive(&self) {
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_one();
+        }
     }
 }
 
@@ -491,8 +553,8 @@ impl Subscriber {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> QueueGuard<'_> {
+        QueueGuard(self.queue.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Queues `item`, then applies Redis' `checkClientOutputBufferLimits`: over the hard limit,
@@ -609,11 +671,6 @@ impl Subscriber {
         }
         q.parked = q.items.is_empty() && q.direct.is_some();
         Ok(q.parked)
-    }
-
-    /// See [`Queue::waits_for_connection`].
-    fn waits_for_connection(&self) -> bool {
-        self.lock().waits_for_connection()
     }
 
     /// The connection woke up: from now on only it writes to its socket.
@@ -800,19 +857,30 @@ impl Wakeups {
         self.subs.is_empty()
     }
 
-    /// Yields until every lagging subscriber's connection has run, for at most
-    /// [`CATCH_UP_MAX`] (see [`Session::catch_up`]).
+    /// Waits until every lagging subscriber's connection has run, for at most
+    /// [`CATCH_UP_MAX`] (see [`Session::catch_up`]). The last of them to run wakes this
+    /// task: one wake-up per wait, however many subscribers.
     async fn catch_up(&mut self) {
         if self.lagging.is_empty() {
             return;
         }
-        let deadline = Instant::now() + CATCH_UP_MAX;
-        for sub in &self.lagging {
-            while sub.waits_for_connection() && Instant::now() < deadline {
-                tokio::task::yield_now().await;
+        // A fresh gate each time: a subscriber still holding one from a wait that gave up
+        // releases that one, never this. `left` starts at 1 for the registration itself.
+        let gate = Arc::new(CatchUp {
+            left: AtomicUsize::new(1),
+            done: Notify::new(),
+        });
+        for sub in self.lagging.drain(..) {
+            let mut q = sub.lock();
+            if q.waits_for_connection() && q.watchers.len() < MAX_WATCHERS {
+                gate.left.fetch_add(1, Ordering::AcqRel);
+                q.watchers.push(gate.clone());
             }
         }
-        self.lagging.clear();
+        if gate.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            return;
+        }
+        let _ = tokio::time::timeout(CATCH_UP_MAX, gate.done.notified()).await;
     }
 }
 
@@ -1743,7 +1811,7 @@ mod tests {
         wakeups.wake_all();
         assert_eq!(wakeups.lagging.len(), 1);
         // The subscriber's connection, woken, runs on the same thread once the publisher
-        // yields.
+        // waits, and its taking wakes the publisher.
         let conn = s.clone();
         let taker = tokio::spawn(async move {
             let s = conn.lock().unwrap();
@@ -1758,6 +1826,24 @@ mod tests {
         assert_eq!(taker.await.unwrap(), 6 * message_bytes("c", "m").len());
         assert!(wakeups.lagging.is_empty());
         s.lock().unwrap().clear(&hub);
+    }
+
+    #[tokio::test]
+    async fn catch_up_ends_when_a_lagging_connection_goes_away() {
+        let hub = Hub::default();
+        let (mut s, _out) = parked_subscriber(&hub, 0);
+        let mut wakeups = Wakeups::default();
+        round(&hub, &mut wakeups, 1);
+        hub.publish_deferred(b"c", b"m", &mut wakeups);
+        wakeups.wake_all();
+        assert_eq!(wakeups.lagging.len(), 1);
+        s.clear(&hub);
+        // The connection closes without taking its messages: its queue is dropped.
+        let closer = tokio::spawn(async move { drop(s) });
+        let started = Instant::now();
+        wakeups.catch_up().await;
+        assert!(closer.is_finished());
+        assert!(started.elapsed() < CATCH_UP_MAX);
     }
 
     #[tokio::test]
