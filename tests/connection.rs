@@ -301,6 +301,31 @@ fn idle_clients_are_disconnected_after_timeout() {
     assert!(c.is_closed());
 }
 
+/// Redis exempts clients with any subscription from the idle timeout (`CLIENT_PUBSUB`,
+/// shard channels included, as Redis 7.0.15 does), and no longer once the last is gone.
+#[test]
+fn subscribers_are_exempt_from_the_idle_timeout() {
+    let s = Server::with_args(&["--timeout", "1"]);
+    let mut subscribers = Vec::new();
+    for (verb, reply) in [
+        ("SUBSCRIBE", "subscribe"),
+        ("PSUBSCRIBE", "psubscribe"),
+        ("SSUBSCRIBE", "ssubscribe"),
+    ] {
+        let mut c = s.raw();
+        assert!(c.cmd(&format!("{verb} x")).contains(reply));
+        subscribers.push(c);
+    }
+    let mut left = s.raw();
+    assert!(left.cmd("SSUBSCRIBE x").contains("ssubscribe"));
+    assert!(left.cmd("SUNSUBSCRIBE x").contains("sunsubscribe"));
+    std::thread::sleep(Duration::from_millis(2500));
+    for c in &mut subscribers {
+        assert_eq!(c.cmd("PING"), "*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+    }
+    assert!(left.is_closed());
+}
+
 #[test]
 fn commands_do_not_change_other_connections_protocol() {
     let s = Server::start();

@@ -280,7 +280,8 @@ impl Conn {
             }
             let idle = {
                 let timeout = shared.config().timeout;
-                let exempt = state.pubsub.channels() + state.pubsub.patterns() > 0;
+                // Redis' CLIENT_PUBSUB: any subscription, shard channels included.
+                let exempt = state.pubsub.is_subscribed();
                 (timeout != 0 && !exempt).then(|| Duration::from_secs(timeout))
             };
             // No timer at all without an idle timeout: registering one per loop turn costs a
