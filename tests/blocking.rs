@@ -168,6 +168,36 @@ fn client_unblock_wakes_with_timeout_or_error() {
     }
 }
 
+/// WAIT for a replica blocks (there are none) until its timeout or CLIENT UNBLOCK, and
+/// answers 0 replicas, as Redis without replicas does.
+#[test]
+fn wait_blocks_until_timeout_or_unblock() {
+    let server = Server::start();
+    for resp3 in [false, true] {
+        let mut con = server.client_proto(resp3);
+        let started = std::time::Instant::now();
+        assert_eq!(line(&mut con, "wait 1 100"), Ok(Value::Int(0)));
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        let (id1, w1) = spawn(&server, resp3, "wait 1 0");
+        let (id2, w2) = spawn(&server, resp3, "wait 2 0");
+        until_blocked(&mut con, 2);
+        assert_eq!(
+            line(&mut con, &format!("client unblock {id1}")),
+            Ok(Value::Int(1))
+        );
+        assert_eq!(
+            line(&mut con, &format!("client unblock {id2} error")),
+            Ok(Value::Int(1))
+        );
+        assert_eq!(w1.join().unwrap(), Ok(Value::Int(0)));
+        assert_eq!(
+            w2.join().unwrap(),
+            Err("UNBLOCKED client unblocked via CLIENT UNBLOCK".into())
+        );
+        assert_eq!(blocked_clients(&mut con), 0);
+    }
+}
+
 #[test]
 fn block_inside_multi_does_not_block() {
     let server = Server::start();

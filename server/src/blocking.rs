@@ -40,6 +40,9 @@ pub struct BlockRequest {
     pub count: usize,
     /// BLOCK in ms; 0 waits forever.
     pub timeout_ms: u64,
+    /// The reply on timeout or CLIENT UNBLOCK (without ERROR): a null array for XREAD and
+    /// XREADGROUP, the replica count 0 for WAIT (which has no keys and is never served).
+    pub timeout_reply: Reply,
 }
 
 /// XREADGROUP's group, consumer and NOACK.
@@ -103,7 +106,7 @@ impl Registry {
         let reply = if error {
             Reply::Error("UNBLOCKED client unblocked via CLIENT UNBLOCK".into())
         } else {
-            Reply::NullArray
+            waiter.request.timeout_reply.clone()
         };
         let _ = waiter.tx.send(Served { reply, lsn: Lsn(0) });
         true
@@ -395,6 +398,10 @@ pub async fn wait(
     effects: &mut Effects,
 ) -> Outcome {
     let timeout_ms = request.timeout_ms;
+    let timed_out = Served {
+        reply: request.timeout_reply.clone(),
+        lsn: Lsn(0),
+    };
     let registry = &shared.blocking;
     let (ticket, mut rx) = registry.register(client_id, db, request);
     let _guard = Deregister { registry, ticket };
@@ -414,14 +421,8 @@ pub async fn wait(
         Some(s) => s,
         // Timed out, unless served between the timer and now.
         None => match registry.remove(ticket) {
-            Some(_) => Served {
-                reply: Reply::NullArray,
-                lsn: Lsn(0),
-            },
-            None => rx.try_recv().unwrap_or(Served {
-                reply: Reply::NullArray,
-                lsn: Lsn(0),
-            }),
+            Some(_) => timed_out,
+            None => rx.try_recv().unwrap_or(timed_out),
         },
     };
     effects.wrote(served.lsn);
@@ -468,6 +469,7 @@ mod tests {
             group: None,
             count: 0,
             timeout_ms,
+            timeout_reply: Reply::NullArray,
         }
     }
 
@@ -588,6 +590,7 @@ mod tests {
             }),
             count: 0,
             timeout_ms: 0,
+            timeout_reply: Reply::NullArray,
         }
     }
 

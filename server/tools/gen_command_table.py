@@ -10,7 +10,7 @@ FAMILIES = {
     "Keys": ("del unlink exists type keys scan rename renamenx expire pexpire expireat "
              "pexpireat expiretime pexpiretime ttl pttl persist touch dbsize flushdb flushall").split(),
     "Transaction": "multi exec discard watch unwatch".split(),
-    "Server": "command info config time shutdown debug monitor".split(),
+    "Server": "command info config time shutdown debug monitor wait role".split(),
     "Stream": ("xadd xrange xrevrange xread xreadgroup xack xpending xclaim xautoclaim xtrim "
                "xdel xlen xinfo xgroup xsetid").split(),
     "PubSub": ("subscribe unsubscribe psubscribe punsubscribe publish pubsub ssubscribe "

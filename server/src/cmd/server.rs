@@ -1,5 +1,5 @@
-//! Server commands: COMMAND, INFO, CONFIG, TIME, SHUTDOWN, DEBUG RELOAD, and MONITOR (which
-//! is unsupported and says so).
+//! Server commands: COMMAND, INFO, CONFIG, TIME, SHUTDOWN, DEBUG RELOAD, WAIT, ROLE, and
+//! MONITOR (which is unsupported and says so).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -9,8 +9,10 @@ use bytes::Bytes;
 
 use super::connection::help;
 use super::keys::glob_match;
+use super::stream::{args, read};
 use super::table::{self, COMMANDS};
 use super::{syntax_error, Ctx, Outcome};
+use crate::blocking::BlockRequest;
 use crate::connection::{ClientState, Execution};
 use crate::reply::Reply;
 use crate::server::{lock, Shared};
@@ -25,9 +27,18 @@ pub enum ServerCommand {
     ConfigResetStat,
     ConfigHelp,
     Time,
-    Shutdown { abort: bool },
+    Shutdown {
+        abort: bool,
+    },
     DebugReload,
     Monitor,
+    /// WAIT: a single node has no replicas to wait for, so it blocks for the whole timeout
+    /// when asked for any (as Redis does without replicas) and answers 0.
+    Wait {
+        replicas: i64,
+        timeout_ms: u64,
+    },
+    Role,
 }
 
 /// COMMAND subcommands.
@@ -117,6 +128,14 @@ pub fn parse(name: &str, args: &[Bytes]) -> Result<ServerCommand, Reply> {
             [] => return Err(super::wrong_arity("debug")),
         },
         "monitor" => ServerCommand::Monitor,
+        "wait" => match args {
+            [replicas, timeout] => ServerCommand::Wait {
+                replicas: args::int_arg(replicas)?,
+                timeout_ms: read::parse_timeout(timeout)?,
+            },
+            _ => return Err(super::wrong_arity("wait")),
+        },
+        "role" => ServerCommand::Role,
         _ => return Err(super::unknown_command(name.as_bytes(), args)),
     })
 }
@@ -199,6 +218,29 @@ pub fn execute(
             }
         }
         ServerCommand::Monitor => Reply::err("MONITOR is not supported by Sluice"),
+        ServerCommand::Wait {
+            replicas,
+            timeout_ms,
+        } => {
+            // No replica ever acknowledges; Redis answers at once when that is enough, or
+            // when the client may not block (inside MULTI).
+            if replicas <= 0 || ctx.in_multi {
+                Reply::Int(0)
+            } else {
+                return Execution::Outcome(Outcome::Block(BlockRequest {
+                    keys: Vec::new(),
+                    group: None,
+                    count: 0,
+                    timeout_ms,
+                    timeout_reply: Reply::Int(0),
+                }));
+            }
+        }
+        ServerCommand::Role => Reply::Array(vec![
+            Reply::str("master"),
+            Reply::Int(0),
+            Reply::Array(Vec::new()),
+        ]),
     };
     let _ = state;
     Execution::Outcome(Outcome::Reply(reply))

@@ -77,7 +77,7 @@ pub fn parse_range(a: &[Bytes], rev: bool) -> Result<Range, Reply> {
 }
 
 /// Redis' `getTimeoutFromObjectOrReply` for milliseconds.
-fn parse_timeout(s: &[u8]) -> Result<u64, Reply> {
+pub fn parse_timeout(s: &[u8]) -> Result<u64, Reply> {
     let ms = args::parse_i64(s)
         .ok_or_else(|| Reply::err("timeout is not an integer or out of range"))?;
     if ms < 0 {
@@ -617,6 +617,7 @@ fn read_inner(c: Read, ctx: &mut Ctx) -> Result<Outcome, Reply> {
             }),
             count: c.count,
             timeout_ms,
+            timeout_reply: Reply::NullArray,
         })),
         _ => Ok(Reply::NullArray.into()),
     }
