@@ -1828,15 +1828,20 @@ mod tests {
         s.lock().unwrap().clear(&hub);
     }
 
+    /// Two publishes to `c`, the subscriber's connection not running between them: it lags.
+    fn lag(hub: &Hub, wakeups: &mut Wakeups) {
+        round(hub, wakeups, 1);
+        hub.publish_deferred(b"c", b"m", wakeups);
+        wakeups.wake_all();
+        assert_eq!(wakeups.lagging.len(), 1);
+    }
+
     #[tokio::test]
     async fn catch_up_ends_when_a_lagging_connection_goes_away() {
         let hub = Hub::default();
         let (mut s, _out) = parked_subscriber(&hub, 0);
         let mut wakeups = Wakeups::default();
-        round(&hub, &mut wakeups, 1);
-        hub.publish_deferred(b"c", b"m", &mut wakeups);
-        wakeups.wake_all();
-        assert_eq!(wakeups.lagging.len(), 1);
+        lag(&hub, &mut wakeups);
         s.clear(&hub);
         // The connection closes without taking its messages: its queue is dropped.
         let closer = tokio::spawn(async move { drop(s) });
@@ -1851,9 +1856,7 @@ mod tests {
         let hub = Hub::default();
         let (mut s, _out) = parked_subscriber(&hub, 0);
         let mut wakeups = Wakeups::default();
-        round(&hub, &mut wakeups, 1);
-        hub.publish_deferred(b"c", b"m", &mut wakeups);
-        wakeups.wake_all();
+        lag(&hub, &mut wakeups);
         let started = Instant::now();
         wakeups.catch_up().await;
         assert!(started.elapsed() >= CATCH_UP_MAX);
