@@ -114,16 +114,47 @@ impl Value {
 /// One header line: type byte, the text after it, and the offset just past its CRLF.
 fn header(buf: &[u8], at: usize) -> Option<(u8, Range<usize>, usize)> {
     let kind = *buf.get(at)?;
-    let rest = buf.get(at + 1..)?;
-    let nl = rest.windows(2).position(|w| w == b"\r\n")?;
-    Some((kind, at + 1..at + 1 + nl, at + 1 + nl + 2))
+    let start = at + 1;
+    let mut from = start;
+    loop {
+        let cr = from + buf.get(from..)?.iter().position(|&b| b == b'\r')?;
+        if *buf.get(cr + 1)? == b'\n' {
+            return Some((kind, start..cr, cr + 2));
+        }
+        from = cr + 1;
+    }
 }
 
+/// A decimal integer with an optional sign (what `str::parse::<i64>` accepts), parsed
+/// without going through `str`: the load tool reads every delivery's headers.
 fn parse_int(text: &[u8]) -> Result<i64, ProtocolError> {
-    std::str::from_utf8(text)
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or_else(|| ProtocolError(format!("bad integer {:?}", String::from_utf8_lossy(text))))
+    let bad = || ProtocolError(format!("bad integer {:?}", String::from_utf8_lossy(text)));
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let mut n: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return Err(bad());
+        }
+        let d = i64::from(d - b'0');
+        n = n
+            .checked_mul(10)
+            .and_then(|n| {
+                if negative {
+                    n.checked_sub(d)
+                } else {
+                    n.checked_add(d)
+                }
+            })
+            .ok_or_else(bad)?;
+    }
+    Ok(n)
 }
 
 /// Length of a bulk payload from its header, or None for a null bulk.
@@ -172,9 +203,11 @@ fn is_blob(kind: u8) -> bool {
 /// replaces recursion; a stack of per-level counts only enforces the depth limit.
 pub fn scan(buf: &[u8]) -> Result<Option<Frame>, ProtocolError> {
     let mut at = 0;
-    // Items still owed at each open level; the reply itself is one item at level 0.
-    let mut owed: Vec<usize> = Vec::with_capacity(8);
-    owed.push(1);
+    // Items still owed at each open level; the reply itself is one item at level 0. A fixed
+    // array: this runs once per delivery and must not allocate.
+    let mut owed = [0usize; MAX_DEPTH];
+    owed[0] = 1;
+    let mut depth = 1;
     let mut frame = Frame {
         len: 0,
         kind: 0,
@@ -183,9 +216,10 @@ pub fn scan(buf: &[u8]) -> Result<Option<Frame>, ProtocolError> {
         last_bulk: None,
     };
     let mut first = true;
-    while let Some(top) = owed.last_mut() {
+    while depth > 0 {
+        let top = &mut owed[depth - 1];
         if *top == 0 {
-            owed.pop();
+            depth -= 1;
             continue;
         }
         *top -= 1;
@@ -218,10 +252,11 @@ pub fn scan(buf: &[u8]) -> Result<Option<Frame>, ProtocolError> {
             }
             if let Some(n) = n {
                 if n > 0 {
-                    if owed.len() >= MAX_DEPTH {
+                    if depth >= MAX_DEPTH {
                         return Err(ProtocolError("reply nested too deeply".into()));
                     }
-                    owed.push(n);
+                    owed[depth] = n;
+                    depth += 1;
                 }
             }
         } else if !matches!(kind, b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(') {
@@ -360,6 +395,43 @@ mod tests {
         let frame = scan(b"-ERR no\r\n").unwrap().unwrap();
         assert!(frame.is_error());
         assert_eq!(scan(b"*-1\r\n").unwrap().unwrap().count, -1);
+    }
+
+    #[test]
+    fn parses_integers_as_the_standard_library_does() {
+        let cases = [
+            "0",
+            "7",
+            "-7",
+            "+7",
+            "-0",
+            "007",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "",
+            "-",
+            "+",
+            "1a",
+            " 1",
+            "1 ",
+            "--1",
+            "18446744073709551616",
+        ];
+        for case in cases {
+            let ours = parse_int(case.as_bytes()).ok();
+            assert_eq!(ours, case.parse::<i64>().ok(), "{case:?}");
+        }
+    }
+
+    #[test]
+    fn a_header_ends_at_the_first_crlf_only() {
+        assert_eq!(header(b"+a\rb\r\nrest", 0), Some((b'+', 1..4, 6)));
+        assert_eq!(header(b"+ab\r", 0), None);
+        assert_eq!(header(b"+ab", 0), None);
+        assert_eq!(header(b"", 0), None);
+        assert_eq!(header(b":1\r\n:2\r\n", 4), Some((b':', 5..6, 8)));
     }
 
     #[test]

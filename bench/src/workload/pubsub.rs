@@ -87,10 +87,13 @@ async fn receive(
         last: None,
     };
     let mut counted = 0;
+    // One stop future for the whole run, not a new one per read.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
             read = conn.fill() => read?,
-            _ = stop.changed() => return Ok(got),
+            _ = &mut stopped => return Ok(got),
         }
         let now = Instant::now();
         let at = now.duration_since(base).as_nanos() as u64;
