@@ -14,14 +14,15 @@ pub struct OutputLimit {
 }
 
 impl OutputLimit {
-    /// `n` bytes of a normal client's output are over the hard limit (close at once).
+    /// `n` bytes of output reach the hard limit (close at once). Reaching counts, as in
+    /// Redis' `checkClientOutputBufferLimits`, for every client class.
     pub fn over_hard(&self, n: u64) -> bool {
-        self.hard > 0 && n > self.hard
+        self.hard > 0 && n >= self.hard
     }
 
-    /// `n` bytes are over the soft limit (close if it lasts `soft_seconds`).
+    /// `n` bytes reach the soft limit (close if it lasts `soft_seconds`).
     pub fn over_soft(&self, n: u64) -> bool {
-        self.soft > 0 && n > self.soft
+        self.soft > 0 && n >= self.soft
     }
 }
 
@@ -471,6 +472,22 @@ mod tests {
 
     fn args(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn output_limits_are_reached_at_their_size_and_zero_means_none() {
+        let limit = OutputLimit {
+            hard: 100,
+            soft: 10,
+            soft_seconds: 1,
+        };
+        assert!(!limit.over_hard(99));
+        assert!(limit.over_hard(100));
+        assert!(!limit.over_soft(9));
+        assert!(limit.over_soft(10));
+        let none = OutputLimit::default();
+        assert!(!none.over_hard(u64::MAX));
+        assert!(!none.over_soft(u64::MAX));
     }
 
     #[test]

@@ -569,9 +569,9 @@ impl Subscriber {
         let lagging = q.waits_for_connection();
         q.bytes += item.len() as u64;
         q.items.push_back(item);
-        let over_hard = limit.hard > 0 && q.bytes >= limit.hard;
+        let over_hard = limit.over_hard(q.bytes);
         let mut over_soft = false;
-        if limit.soft > 0 && q.bytes >= limit.soft {
+        if limit.over_soft(q.bytes) {
             match q.soft_since {
                 None => q.soft_since = Some(Instant::now()),
                 Some(since) => over_soft = since.elapsed().as_secs() > limit.soft_seconds,
