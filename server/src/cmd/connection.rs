@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{syntax_error, Ctx};
+use super::{parse_i64, syntax_error, Ctx};
 use crate::client::ClientHandle;
 use crate::connection::{ClientState, ReplyMode};
 use crate::reply::{Protocol, Reply};
@@ -80,18 +80,6 @@ pub struct KillFilter {
 
 fn not_integer() -> Reply {
     Reply::err("value is not an integer or out of range")
-}
-
-/// Redis' `string2ll`-strict integer.
-pub fn parse_i64(b: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(b).ok()?;
-    if s.is_empty() || s.starts_with('+') || (s.len() > 1 && s.starts_with('0')) {
-        return None;
-    }
-    if s.starts_with("-0") {
-        return None;
-    }
-    s.parse().ok()
 }
 
 fn client_type(b: &[u8]) -> Result<ClientType, Reply> {

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::{engine_error, syntax_error, Ctx, Outcome};
-use crate::cmd::connection::parse_i64;
+use crate::cmd::parse_i64;
 use crate::reply::Reply;
 
 /// A parsed key command.

@@ -7,7 +7,7 @@ use sluice_engine::{ClaimOptions, Delivery, Error, Stream, StreamId};
 
 use super::args::{self, int_arg, is, IdForm};
 use super::{engine_error, fields_reply, no_group_for_key, no_key_or_group};
-use crate::cmd::Ctx;
+use crate::cmd::{parse_i64, Ctx};
 use crate::reply::Reply;
 
 /// `XACK key group id ...`; an invalid ID is reported only if the group exists.
@@ -190,7 +190,7 @@ pub fn parse_pending(a: &[Bytes]) -> Result<Pending, Reply> {
 }
 
 fn parse_claim_args(a: &[Bytes]) -> Result<ClaimArgs, Reply> {
-    let min_idle = args::parse_i64(&a[3])
+    let min_idle = parse_i64(&a[3])
         .ok_or_else(|| Reply::err("Invalid min-idle-time argument for XCLAIM"))?
         .max(0) as u64;
     let mut j = 4;
@@ -209,8 +209,7 @@ fn parse_claim_args(a: &[Bytes]) -> Result<ClaimArgs, Reply> {
         last_id: None,
     };
     let int_option = |s: &[u8], name: &str| {
-        args::parse_i64(s)
-            .ok_or_else(|| Reply::err(format!("Invalid {name} option argument for XCLAIM")))
+        parse_i64(s).ok_or_else(|| Reply::err(format!("Invalid {name} option argument for XCLAIM")))
     };
     while j < a.len() {
         let more = a.len() - 1 - j;
@@ -252,7 +251,7 @@ pub fn parse_claim(a: &[Bytes]) -> Result<Claim, Reply> {
 }
 
 pub fn parse_autoclaim(a: &[Bytes]) -> Result<AutoClaim, Reply> {
-    let min_idle = args::parse_i64(&a[3])
+    let min_idle = parse_i64(&a[3])
         .ok_or_else(|| Reply::err("Invalid min-idle-time argument for XAUTOCLAIM"))?
         .max(0) as u64;
     let (mut start, excl) = args::interval_id(&a[4], 0)?;
@@ -269,7 +268,7 @@ pub fn parse_autoclaim(a: &[Bytes]) -> Result<AutoClaim, Reply> {
     while j < a.len() {
         let more = a.len() - 1 - j;
         if is(&a[j], "count") && more > 0 {
-            count = args::parse_i64(&a[j + 1])
+            count = parse_i64(&a[j + 1])
                 .filter(|n| (1..=max_count).contains(n))
                 .and_then(|n| usize::try_from(n).ok())
                 .ok_or_else(|| Reply::err("COUNT must be > 0"))?;

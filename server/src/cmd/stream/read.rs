@@ -10,7 +10,7 @@ use sluice_engine::{Delivery, Direction, Engine, Entry, GroupStart, StreamId};
 use super::args::{self, int_arg, is};
 use super::{engine_error, entry_reply};
 use crate::blocking::{BlockRequest, GroupTarget};
-use crate::cmd::{ChunkedReply, Ctx, Outcome};
+use crate::cmd::{parse_i64, ChunkedReply, Ctx, Outcome};
 use crate::reply::{encode_array_header, Protocol, Reply};
 
 /// Entries read from the engine per chunk of a large reply.
@@ -78,8 +78,7 @@ pub fn parse_range(a: &[Bytes], rev: bool) -> Result<Range, Reply> {
 
 /// Redis' `getTimeoutFromObjectOrReply` for milliseconds.
 pub fn parse_timeout(s: &[u8]) -> Result<u64, Reply> {
-    let ms = args::parse_i64(s)
-        .ok_or_else(|| Reply::err("timeout is not an integer or out of range"))?;
+    let ms = parse_i64(s).ok_or_else(|| Reply::err("timeout is not an integer or out of range"))?;
     if ms < 0 {
         return Err(Reply::err("timeout is negative"));
     }
