@@ -192,25 +192,34 @@ impl Durability {
     pub(crate) fn wrote(&self, file: &Arc<dyn VFile>, bytes: u64) -> Lsn {
         self.bytes_written.fetch_add(bytes, Ordering::Relaxed);
         let mut inner = lock(&self.inner);
+        let was_idle = !self.has_work(&inner);
         inner.last_lsn += 1;
         inner
             .files
             .entry(file_key(file))
             .or_insert_with(|| file.clone());
-        if self.policy() == FsyncPolicy::Always {
-            self.work.notify_all();
-        }
+        self.work_added(was_idle);
         Lsn(inner.last_lsn)
+    }
+
+    /// Wakes the sync thread for new work: at every write under `always` (group commit),
+    /// and under `everysec` for the first write after an idle spell, which the thread
+    /// otherwise sleeps through (it does not poll; see `run`).
+    fn work_added(&self, was_idle: bool) {
+        match self.policy() {
+            FsyncPolicy::Always => self.work.notify_all(),
+            FsyncPolicy::EverySec if was_idle => self.work.notify_all(),
+            _ => {}
+        }
     }
 
     /// Records a change to a directory's entries (create/rename/remove) and returns its Lsn.
     pub(crate) fn dir_changed(&self, dir: &Path) -> Lsn {
         let mut inner = lock(&self.inner);
+        let was_idle = !self.has_work(&inner);
         inner.last_lsn += 1;
         inner.dirs.insert(dir.to_path_buf(), ());
-        if self.policy() == FsyncPolicy::Always {
-            self.work.notify_all();
-        }
+        self.work_added(was_idle);
         Lsn(inner.last_lsn)
     }
 
@@ -322,10 +331,14 @@ impl Durability {
                     if due {
                         break;
                     }
+                    // Idle, the thread sleeps up to a second: writers wake it when work
+                    // appears (see `wrote`), so an idle server does not poll.
                     let wait = match self.policy() {
-                        FsyncPolicy::EverySec => Duration::from_secs(1)
-                            .saturating_sub(last_round.elapsed())
-                            .max(Duration::from_millis(10)),
+                        FsyncPolicy::EverySec if !poisoned && self.has_work(&inner) => {
+                            Duration::from_secs(1)
+                                .saturating_sub(last_round.elapsed())
+                                .max(Duration::from_millis(10))
+                        }
                         _ => Duration::from_secs(1),
                     };
                     inner = self
@@ -403,6 +416,28 @@ mod tests {
         assert!(!d.is_durable(l));
         d.sync_now().unwrap();
         assert!(d.is_durable(l));
+    }
+
+    /// Idle under `everysec`, the sync thread sleeps in one-second waits instead of polling,
+    /// so the write that ends the idle spell must wake it (else it waits up to a second).
+    #[test]
+    fn everysec_wakes_for_the_first_write_after_an_idle_spell() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs: Arc<dyn Vfs> = Arc::new(OsVfs);
+        let d = Durability::new(vfs.clone(), FsyncPolicy::EverySec);
+        let _t = d.start().unwrap();
+        // The thread's one-second waits run from its start: at 1.1 s the next ends at 2 s.
+        std::thread::sleep(Duration::from_millis(1100));
+        let f = vfs.open(&dir.path().join("x"), true).unwrap();
+        f.write_all_at(b"abc", 0).unwrap();
+        let written = Instant::now();
+        let lsn = d.wrote(&f, 3);
+        while d.synced_lsn() < lsn && written.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(d.synced_lsn() >= lsn, "never synced");
+        let took = written.elapsed();
+        assert!(took < Duration::from_millis(500), "synced after {took:?}");
     }
 
     #[test]
