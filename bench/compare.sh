@@ -14,7 +14,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 ROUNDS=3
 DURATION=5
 MODES="always everysec no"
-ALL_WORKLOADS="xadd-p1 xadd-p16 xrange xrevrange xreadgroup xread-latency pubsub-1 pubsub-10 pubsub-100 pubsub-1000 pubsub-patterns pubsub-slow pubsub-1-paced pubsub-10-paced pubsub-100-paced pubsub-1000-paced pubsub-patterns-paced"
+ALL_WORKLOADS="xadd-p1 xadd-p16 xrange xrevrange xreadgroup xread-latency pubsub-1 pubsub-10 pubsub-100 pubsub-1000 pubsub-patterns pubsub-slow pubsub-1-paced pubsub-10-paced pubsub-100-paced pubsub-1000-paced pubsub-patterns-paced pubsub-10-loaded pubsub-100-loaded pubsub-1000-loaded"
 WORKLOADS="$ALL_WORKLOADS"
 MEM_COUNT=10000000
 MEM_MODE=everysec
@@ -42,6 +42,8 @@ Workloads (default: all): $ALL_WORKLOADS
   pubsub-N-paced      pubsub-N at a fixed 100,000 deliveries/s (100,000/N publishes/s), below
                       both servers' capacity: latency at equal load, not at saturation
   pubsub-patterns-paced  pubsub-patterns at 100,000 deliveries/s (7,692 publishes/s x 13)
+  pubsub-N-loaded     pubsub-N at a fixed 1,000,000 deliveries/s, 45-70 % of Redis' capacity
+                      here: latency at equal load near saturation
 Pub/sub keeps nothing on disk, so its workloads run in one mode only (everysec if listed).
 --pin: servers on CPU 0 (Sluice with one tokio worker thread), the load tool on CPU 1, so
       both servers get one core and never compete with the load tool (needs 2+ CPUs).
@@ -205,6 +207,9 @@ workload_args() {
     pubsub-*-paced)
       local n=${1#pubsub-}; n=${n%-paced}
       echo "pubsub --subscribers $n --publishers 1 --pipeline 16 --message-size 64 --rate $((100000 / n)) --duration $d" ;;
+    pubsub-*-loaded)
+      local n=${1#pubsub-}; n=${n%-loaded}
+      echo "pubsub --subscribers $n --publishers 1 --pipeline 16 --message-size 64 --rate $((1000000 / n)) --duration $d" ;;
     pubsub-slow) echo "pubsub --subscribers 10 --slow-subscribers 1 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
   esac
 }
