@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{parse_i64, syntax_error, Ctx};
+use super::{not_integer, parse_i64, syntax_error, Ctx};
 use crate::client::ClientHandle;
 use crate::connection::{ClientState, ReplyMode};
 use crate::reply::{Protocol, Reply};
@@ -76,10 +76,6 @@ pub struct KillFilter {
     user: Option<String>,
     skipme: bool,
     maxage: Option<u64>,
-}
-
-fn not_integer() -> Reply {
-    Reply::err("value is not an integer or out of range")
 }
 
 fn client_type(b: &[u8]) -> Result<ClientType, Reply> {

@@ -4,8 +4,7 @@
 
 use bytes::Bytes;
 
-use super::{engine_error, syntax_error, Ctx, Outcome};
-use crate::cmd::parse_i64;
+use super::{engine_error, not_integer, parse_i64, syntax_error, Ctx, Outcome};
 use crate::reply::Reply;
 
 /// A parsed key command.
@@ -118,8 +117,7 @@ fn parse_scan(args: &[Bytes]) -> Result<KeysCommand, Reply> {
         };
         match opt.to_ascii_lowercase().as_slice() {
             b"count" => {
-                let n = parse_i64(val)
-                    .ok_or_else(|| Reply::err("value is not an integer or out of range"))?;
+                let n = parse_i64(val).ok_or_else(not_integer)?;
                 if n < 1 {
                     return Err(syntax_error());
                 }
@@ -182,8 +180,7 @@ fn parse_expire(name: &str, args: &[Bytes]) -> Result<KeysCommand, Reply> {
             "GT and LT options at the same time are not compatible",
         ));
     }
-    let n =
-        parse_i64(&args[1]).ok_or_else(|| Reply::err("value is not an integer or out of range"))?;
+    let n = parse_i64(&args[1]).ok_or_else(not_integer)?;
     let invalid = || Reply::err(format!("invalid expire time in '{name}' command"));
     let relative = !name.ends_with("at");
     let millis = name.starts_with('p');

@@ -139,6 +139,11 @@ pub fn wrong_arity(name: &str) -> Reply {
     Reply::err(format!("wrong number of arguments for '{name}' command"))
 }
 
+/// `ERR value is not an integer or out of range` (Redis' `getLongLongFromObjectOrReply`).
+pub fn not_integer() -> Reply {
+    Reply::err("value is not an integer or out of range")
+}
+
 /// `ERR syntax error`.
 pub fn syntax_error() -> Reply {
     Reply::err("syntax error")

@@ -4,25 +4,16 @@
 use bytes::Bytes;
 use sluice_engine::StreamId;
 
-use crate::cmd::parse_i64;
+use crate::cmd::{not_integer, parse_i64};
 use crate::reply::Reply;
 
 /// Longest ID argument Redis accepts (it copies IDs into a 128-byte buffer).
 const MAX_ID_LEN: usize = 127;
 
 pub const INVALID_ID: &str = "Invalid stream ID specified as stream command argument";
-pub const NOT_INTEGER: &str = "value is not an integer or out of range";
 
 pub fn invalid_id() -> Reply {
     Reply::err(INVALID_ID)
-}
-
-pub fn syntax() -> Reply {
-    Reply::err("syntax error")
-}
-
-pub fn not_integer() -> Reply {
-    Reply::err(NOT_INTEGER)
 }
 
 /// `ERR wrong number of arguments for 'name' command` (`name` is lowercase, `cmd|sub` for subcommands).

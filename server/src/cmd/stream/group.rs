@@ -7,7 +7,7 @@ use sluice_engine::{ClaimOptions, Delivery, Error, Stream, StreamId};
 
 use super::args::{self, int_arg, is, IdForm};
 use super::{engine_error, fields_reply, no_group_for_key, no_key_or_group};
-use crate::cmd::{parse_i64, Ctx};
+use crate::cmd::{parse_i64, syntax_error, Ctx};
 use crate::reply::Reply;
 
 /// `XACK key group id ...`; an invalid ID is reported only if the group exists.
@@ -156,7 +156,7 @@ pub fn parse_pending(a: &[Bytes]) -> Result<Pending, Reply> {
     // Counting the name: 3 args for the summary, 6..=9 for the extended form.
     let argc = a.len() + 1;
     if argc != 3 && !(6..=9).contains(&argc) {
-        return Err(args::syntax());
+        return Err(syntax_error());
     }
     if argc == 3 {
         return Ok(Pending {
@@ -170,7 +170,7 @@ pub fn parse_pending(a: &[Bytes]) -> Result<Pending, Reply> {
     if is(&a[2], "idle") {
         min_idle = int_arg(&a[3])?.max(0) as u64;
         if argc < 8 {
-            return Err(args::syntax());
+            return Err(syntax_error());
         }
         at += 2;
     }
@@ -276,7 +276,7 @@ pub fn parse_autoclaim(a: &[Bytes]) -> Result<AutoClaim, Reply> {
         } else if is(&a[j], "justid") {
             just_id = true;
         } else {
-            return Err(args::syntax());
+            return Err(syntax_error());
         }
         j += 1;
     }

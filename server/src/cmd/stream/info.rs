@@ -308,7 +308,10 @@ mod tests {
         assert_eq!(full("stream k full count"), sub);
         assert_eq!(full("stream k full foo 1"), sub);
         assert_eq!(full("stream k full count 1 x"), sub);
-        assert_eq!(full("stream k full count x"), Err(args::not_integer()));
+        assert_eq!(
+            full("stream k full count x"),
+            Err(crate::cmd::not_integer())
+        );
         assert_eq!(
             err(parse(&b("foo"))),
             "ERR unknown subcommand 'foo'. Try XINFO HELP."

@@ -10,7 +10,7 @@ use sluice_engine::{Delivery, Direction, Engine, Entry, GroupStart, StreamId};
 use super::args::{self, int_arg, is};
 use super::{engine_error, entry_reply};
 use crate::blocking::{BlockRequest, GroupTarget};
-use crate::cmd::{parse_i64, ChunkedReply, Ctx, Outcome};
+use crate::cmd::{parse_i64, syntax_error, ChunkedReply, Ctx, Outcome};
 use crate::reply::{encode_array_header, Protocol, Reply};
 
 /// Entries read from the engine per chunk of a large reply.
@@ -64,7 +64,7 @@ pub fn parse_range(a: &[Bytes], rev: bool) -> Result<Range, Reply> {
             count = Some(u64::try_from(int_arg(&a[j + 1])?).unwrap_or(0));
             j += 2;
         } else {
-            return Err(args::syntax());
+            return Err(syntax_error());
         }
     }
     Ok(Range {
@@ -132,12 +132,12 @@ pub fn parse_read(a: &[Bytes], xreadgroup: bool) -> Result<Read, Reply> {
             }
             noack = true;
         } else {
-            return Err(args::syntax());
+            return Err(syntax_error());
         }
         i += 1;
     }
     let Some(at) = streams_at else {
-        return Err(args::syntax());
+        return Err(syntax_error());
     };
     if xreadgroup && group.is_none() {
         return Err(Reply::err("Missing GROUP option for XREADGROUP"));

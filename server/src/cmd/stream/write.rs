@@ -5,7 +5,7 @@ use sluice_engine::{IdSpec, StreamId, TrimSpec, TrimStrategy};
 
 use super::args::{self, int_arg, is, IdForm};
 use super::engine_error;
-use crate::cmd::Ctx;
+use crate::cmd::{syntax_error, Ctx};
 use crate::reply::Reply;
 
 /// Most field/value pairs one XADD may carry (a limit on everything; Redis' own bound is
@@ -103,7 +103,7 @@ fn parse_trim_args(a: &[Bytes], xadd: bool) -> Result<TrimArgs, Reply> {
             nomkstream = true;
         } else if !xadd {
             // XTRIM: anything else is a syntax error at once.
-            return Err(args::syntax());
+            return Err(syntax_error());
         } else {
             let (parsed, seq_given) = args::parse_id_or_auto_seq(opt, 0, IdForm::Strict, true)
                 .ok_or_else(args::invalid_id)?;
@@ -177,9 +177,9 @@ pub fn parse_add(a: &[Bytes]) -> Result<Add, Reply> {
 pub fn parse_trim(a: &[Bytes]) -> Result<Trim, Reply> {
     let parsed = parse_trim_args(a, false)?;
     if parsed.next != a.len() {
-        return Err(args::syntax());
+        return Err(syntax_error());
     }
-    let spec = parsed.spec.ok_or_else(args::syntax)?;
+    let spec = parsed.spec.ok_or_else(syntax_error)?;
     Ok(Trim {
         key: a[0].clone(),
         spec,
@@ -215,7 +215,7 @@ pub fn parse_setid(a: &[Bytes]) -> Result<SetId, Reply> {
             }
             max_deleted = Some(id);
         } else {
-            return Err(args::syntax());
+            return Err(syntax_error());
         }
         i += 2;
     }
