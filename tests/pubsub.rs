@@ -731,6 +731,8 @@ fn keyspace_notifications_match_redis_for_stream_and_key_events() {
         &["EXPIRE", "s1", "100"],
         &["RENAME", "s1", "s2"],
         &["DEL", "s2"],
+        &["XADD", "s4", "*", "f", "v"],
+        &["EXPIRE", "s4", "-1"],
         &["XADD", "s3", "*", "f", "v"],
         &["PEXPIRE", "s3", "1"],
     ];
@@ -756,6 +758,8 @@ fn keyspace_notifications_match_redis_for_stream_and_key_events() {
         ("rename_from", "s1"),
         ("rename_to", "s2"),
         ("del", "s2"),
+        ("xadd", "s4"),
+        ("del", "s4"),
         ("xadd", "s3"),
         ("expire", "s3"),
         ("expired", "s3"),

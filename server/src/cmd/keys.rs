@@ -31,8 +31,6 @@ pub enum KeysCommand {
         /// The deadline as Unix ms.
         at_ms: i64,
         cond: ExpireCond,
-        /// The command name for events/errors.
-        name: &'static str,
     },
     Ttl {
         key: Bytes,
@@ -148,12 +146,6 @@ fn parse_cursor(b: &[u8]) -> Option<u64> {
 }
 
 fn parse_expire(name: &str, args: &[Bytes]) -> Result<KeysCommand, Reply> {
-    let name: &'static str = match name {
-        "pexpire" => "pexpire",
-        "expireat" => "expireat",
-        "pexpireat" => "pexpireat",
-        _ => "expire",
-    };
     // Redis checks the options before the number.
     let mut cond = ExpireCond::default();
     for opt in &args[2..] {
@@ -197,7 +189,6 @@ fn parse_expire(name: &str, args: &[Bytes]) -> Result<KeysCommand, Reply> {
         key: args[0].clone(),
         at_ms: at,
         cond,
-        name,
     })
 }
 
@@ -217,23 +208,30 @@ fn alive(ctx: &Ctx, key: &[u8]) -> bool {
     !matches!(ctx.engine.expire_at(ctx.db, key), Some(at) if at <= ctx.now_ms)
 }
 
+/// Removes `key` as DEL does: watchers see it touched and a `del` event goes out. False if
+/// there was no such key.
+fn delete(ctx: &mut Ctx, key: &Bytes) -> Result<bool, Reply> {
+    let db = ctx.db;
+    let Some(lsn) = ctx
+        .engine
+        .remove_stream(db, key)
+        .map_err(|e| engine_error(&e))?
+    else {
+        return Ok(false);
+    };
+    ctx.effects.wrote(lsn);
+    ctx.effects.touch(db, key);
+    ctx.effects.event('g', "del", db, key);
+    Ok(true)
+}
+
 fn run(cmd: KeysCommand, ctx: &mut Ctx) -> Result<Reply, Reply> {
     let db = ctx.db;
     Ok(match cmd {
         KeysCommand::Del(keys) => {
             let mut n = 0;
             for key in keys {
-                if !alive(ctx, &key) {
-                    continue;
-                }
-                if let Some(lsn) = ctx
-                    .engine
-                    .remove_stream(db, &key)
-                    .map_err(|e| engine_error(&e))?
-                {
-                    ctx.effects.wrote(lsn);
-                    ctx.effects.touch(db, &key);
-                    ctx.effects.event('g', "del", db, &key);
+                if alive(ctx, &key) && delete(ctx, &key)? {
                     n += 1;
                 }
             }
@@ -309,12 +307,7 @@ fn run(cmd: KeysCommand, ctx: &mut Ctx) -> Result<Reply, Reply> {
                 Reply::Ok
             }
         }
-        KeysCommand::Expire {
-            key,
-            at_ms,
-            cond,
-            name,
-        } => {
+        KeysCommand::Expire { key, at_ms, cond } => {
             if !alive(ctx, &key) {
                 return Ok(Reply::Int(0));
             }
@@ -325,22 +318,13 @@ fn run(cmd: KeysCommand, ctx: &mut Ctx) -> Result<Reply, Reply> {
             }
             if at_ms <= i64::try_from(ctx.now_ms).unwrap_or(i64::MAX) {
                 // A deadline in the past deletes the key (Redis emits `del`).
-                if let Some(lsn) = ctx
-                    .engine
-                    .remove_stream(db, &key)
-                    .map_err(|e| engine_error(&e))?
-                {
-                    ctx.effects.wrote(lsn);
-                    ctx.effects.touch(db, &key);
-                    ctx.effects.event('g', "del", db, &key);
-                }
+                delete(ctx, &key)?;
                 return Ok(Reply::Int(1));
             }
             let lsn = ctx
                 .engine
                 .set_expire(db, &key, Some(at))
                 .map_err(|e| engine_error(&e))?;
-            let _ = name;
             ctx.effects.wrote(lsn);
             ctx.effects.touch(db, &key);
             ctx.effects.event('g', "expire", db, &key);
