@@ -74,6 +74,34 @@ fn info_sections() {
     let two = c.cmd("INFO clients keyspace");
     assert!(two.contains("# Clients") && two.contains("# Keyspace") && !two.contains("# Server"));
     assert_eq!(c.cmd("INFO nosuchsection"), "$0\r\n\r\n");
+    // `all` and `everything` add Commandstats in its place; `default` does not; sections
+    // print in Redis' order whatever order they are asked in (checked against 7.0.15).
+    for arg in ["all", "everything", "ALL"] {
+        let text = c.cmd(&format!("INFO {arg}"));
+        let at: Vec<usize> = [
+            "# Server",
+            "# Modules",
+            "# Commandstats",
+            "# Errorstats",
+            "# Keyspace",
+        ]
+        .iter()
+        .map(|h| {
+            text.find(h)
+                .unwrap_or_else(|| panic!("INFO {arg}: {h} missing"))
+        })
+        .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "INFO {arg}: {text}");
+    }
+    let default = c.cmd("INFO default");
+    assert!(default.contains("# Server") && !default.contains("# Commandstats"));
+    let swapped = c.cmd("INFO keyspace clients");
+    let at = |h: &str| {
+        swapped
+            .find(h)
+            .unwrap_or_else(|| panic!("{h} missing: {swapped}"))
+    };
+    assert!(at("# Clients") < at("# Keyspace"), "{swapped}");
     assert_eq!(c.cmd("CONFIG RESETSTAT"), "+OK\r\n");
     let stats = c.cmd("INFO commandstats");
     assert!(!stats.contains("cmdstat_xadd"), "{stats}");

@@ -341,63 +341,35 @@ fn config_set(pairs: Vec<(String, String)>, ctx: &mut Ctx, shared: &Shared) -> R
     Reply::Ok
 }
 
-/// Sections INFO prints with no argument (or `default`).
-const DEFAULT_SECTIONS: &[&str] = &[
-    "server",
-    "clients",
-    "memory",
-    "persistence",
-    "stats",
-    "replication",
-    "cpu",
-    "modules",
-    "errorstats",
-    "cluster",
-    "keyspace",
+/// INFO's sections in the order it prints them, and whether INFO with no argument (or
+/// `default`) includes each; `all` and `everything` include every one.
+const SECTIONS: &[(&str, bool)] = &[
+    ("server", true),
+    ("clients", true),
+    ("memory", true),
+    ("persistence", true),
+    ("stats", true),
+    ("replication", true),
+    ("cpu", true),
+    ("modules", true),
+    ("commandstats", false),
+    ("errorstats", true),
+    ("cluster", true),
+    ("keyspace", true),
 ];
 
 /// The INFO text for the requested sections, formatted as Redis does.
 pub fn info(requested: &[String], ctx: &mut Ctx, shared: &Shared) -> String {
-    let mut sections: Vec<&str> = Vec::new();
-    if requested.is_empty() {
-        sections.extend(DEFAULT_SECTIONS);
-    }
-    for r in requested {
-        match r.as_str() {
-            "default" => sections.extend(DEFAULT_SECTIONS),
-            "all" | "everything" => {
-                sections.extend(DEFAULT_SECTIONS);
-                sections.push("commandstats");
-            }
-            other => {
-                if let Some(s) = DEFAULT_SECTIONS
-                    .iter()
-                    .chain(["commandstats"].iter())
-                    .find(|s| **s == other)
-                {
-                    sections.push(s);
-                }
-            }
-        }
-    }
-    let order = [
-        "server",
-        "clients",
-        "memory",
-        "persistence",
-        "stats",
-        "replication",
-        "cpu",
-        "modules",
-        "commandstats",
-        "errorstats",
-        "cluster",
-        "keyspace",
-    ];
+    let wanted = |name: &str, default: bool| {
+        (default && requested.is_empty())
+            || requested.iter().any(|r| {
+                r == name || r == "all" || r == "everything" || (default && r == "default")
+            })
+    };
     let mut out = String::new();
     let mut first = true;
-    for name in order {
-        if !sections.contains(&name) {
+    for &(name, default) in SECTIONS {
+        if !wanted(name, default) {
             continue;
         }
         if !first {
