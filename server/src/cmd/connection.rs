@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{not_integer, parse_i64, syntax_error, Ctx};
+use super::{int_arg, parse_i64, syntax_error, Ctx};
 use crate::client::ClientHandle;
 use crate::connection::{ClientState, ReplyMode};
 use crate::reply::{Protocol, Reply};
@@ -113,7 +113,7 @@ pub fn parse(name: &str, args: &[Bytes]) -> Result<ConnCommand, Reply> {
         },
         "quit" => ConnCommand::Quit,
         "reset" => ConnCommand::Reset,
-        "select" => ConnCommand::Select(parse_i64(&args[0]).ok_or_else(not_integer)?),
+        "select" => ConnCommand::Select(int_arg(&args[0])?),
         "client" => ConnCommand::Client(parse_client(args)?),
         _ => return Err(super::unknown_command(name.as_bytes(), args)),
     })
@@ -205,7 +205,7 @@ fn parse_client(args: &[Bytes]) -> Result<ClientCommand, Reply> {
             _ => return Err(syntax_error()),
         }),
         b"unblock" => {
-            let id = parse_i64(&rest[0]).ok_or_else(not_integer)?;
+            let id = int_arg(&rest[0])?;
             let error = match rest.get(1).map(|b| b.to_ascii_lowercase()) {
                 None => false,
                 Some(r) if r == b"timeout" => false,

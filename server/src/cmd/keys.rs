@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::{engine_error, not_integer, parse_i64, syntax_error, Ctx, Outcome};
+use super::{engine_error, int_arg, syntax_error, Ctx, Outcome};
 use crate::reply::Reply;
 
 /// A parsed key command.
@@ -115,7 +115,7 @@ fn parse_scan(args: &[Bytes]) -> Result<KeysCommand, Reply> {
         };
         match opt.to_ascii_lowercase().as_slice() {
             b"count" => {
-                let n = parse_i64(val).ok_or_else(not_integer)?;
+                let n = int_arg(val)?;
                 if n < 1 {
                     return Err(syntax_error());
                 }
@@ -172,7 +172,7 @@ fn parse_expire(name: &str, args: &[Bytes]) -> Result<KeysCommand, Reply> {
             "GT and LT options at the same time are not compatible",
         ));
     }
-    let n = parse_i64(&args[1]).ok_or_else(not_integer)?;
+    let n = int_arg(&args[1])?;
     let invalid = || Reply::err(format!("invalid expire time in '{name}' command"));
     let relative = !name.ends_with("at");
     let millis = name.starts_with('p');

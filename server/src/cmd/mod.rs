@@ -134,6 +134,11 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     }
 }
 
+/// Redis' `getLongLongFromObjectOrReply`: a `string2ll` integer, else the generic error.
+pub fn int_arg(s: &[u8]) -> Result<i64, Reply> {
+    parse_i64(s).ok_or_else(not_integer)
+}
+
 /// `ERR wrong number of arguments for '<name>' command`.
 pub fn wrong_arity(name: &str) -> Reply {
     Reply::err(format!("wrong number of arguments for '{name}' command"))

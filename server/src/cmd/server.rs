@@ -9,9 +9,9 @@ use bytes::Bytes;
 
 use super::connection::help;
 use super::keys::glob_match;
-use super::stream::{args, read};
+use super::stream::read;
 use super::table::{self, COMMANDS};
-use super::{syntax_error, Ctx, Outcome};
+use super::{int_arg, syntax_error, Ctx, Outcome};
 use crate::blocking::BlockRequest;
 use crate::connection::{ClientState, Execution};
 use crate::reply::Reply;
@@ -130,7 +130,7 @@ pub fn parse(name: &str, args: &[Bytes]) -> Result<ServerCommand, Reply> {
         "monitor" => ServerCommand::Monitor,
         "wait" => match args {
             [replicas, timeout] => ServerCommand::Wait {
-                replicas: args::int_arg(replicas)?,
+                replicas: int_arg(replicas)?,
                 timeout_ms: read::parse_timeout(timeout)?,
             },
             _ => return Err(super::wrong_arity("wait")),

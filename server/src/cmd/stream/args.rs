@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use sluice_engine::StreamId;
 
-use crate::cmd::{not_integer, parse_i64};
+use crate::cmd::parse_i64;
 use crate::reply::Reply;
 
 /// Longest ID argument Redis accepts (it copies IDs into a 128-byte buffer).
@@ -37,11 +37,6 @@ pub fn lossy(b: &[u8], max: usize) -> String {
 /// Case-insensitive comparison with an ASCII keyword.
 pub fn is(arg: &[u8], keyword: &str) -> bool {
     arg.eq_ignore_ascii_case(keyword.as_bytes())
-}
-
-/// `getLongLongFromObjectOrReply` with the generic message.
-pub fn int_arg(s: &[u8]) -> Result<i64, Reply> {
-    parse_i64(s).ok_or_else(not_integer)
 }
 
 /// Redis' `string2ull`: `string2ll` for non-negative values, else C's `strtoull` over the

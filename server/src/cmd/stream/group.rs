@@ -5,9 +5,9 @@ use std::ops::Bound;
 use bytes::Bytes;
 use sluice_engine::{ClaimOptions, Delivery, Error, Stream, StreamId};
 
-use super::args::{self, int_arg, is, IdForm};
+use super::args::{self, is, IdForm};
 use super::{engine_error, fields_reply, no_group_for_key, no_key_or_group};
-use crate::cmd::{parse_i64, syntax_error, Ctx};
+use crate::cmd::{int_arg, parse_i64, syntax_error, Ctx};
 use crate::reply::Reply;
 
 /// `XACK key group id ...`; an invalid ID is reported only if the group exists.

@@ -6,10 +6,10 @@ use std::ops::Bound;
 use bytes::Bytes;
 use sluice_engine::{Direction, Entry, GroupInfo, Stream, StreamId};
 
-use super::args::{self, int_arg, is};
+use super::args::{self, is};
 use super::group::help;
 use super::{engine_error, entry_reply, no_group_for_key};
-use crate::cmd::Ctx;
+use crate::cmd::{int_arg, Ctx};
 use crate::reply::Reply;
 
 /// XINFO FULL's default COUNT.

@@ -7,10 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use sluice_engine::{Delivery, Direction, Engine, Entry, GroupStart, StreamId};
 
-use super::args::{self, int_arg, is};
+use super::args::{self, is};
 use super::{engine_error, entry_reply};
 use crate::blocking::{BlockRequest, GroupTarget};
-use crate::cmd::{parse_i64, syntax_error, ChunkedReply, Ctx, Outcome};
+use crate::cmd::{int_arg, parse_i64, syntax_error, ChunkedReply, Ctx, Outcome};
 use crate::reply::{encode_array_header, Protocol, Reply};
 
 /// Entries read from the engine per chunk of a large reply.

@@ -3,9 +3,9 @@
 use bytes::Bytes;
 use sluice_engine::{IdSpec, StreamId, TrimSpec, TrimStrategy};
 
-use super::args::{self, int_arg, is, IdForm};
+use super::args::{self, is, IdForm};
 use super::engine_error;
-use crate::cmd::{syntax_error, Ctx};
+use crate::cmd::{int_arg, syntax_error, Ctx};
 use crate::reply::Reply;
 
 /// Most field/value pairs one XADD may carry (a limit on everything; Redis' own bound is
