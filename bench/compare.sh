@@ -45,6 +45,9 @@ Workloads (default: all): $ALL_WORKLOADS
   pubsub-N-loaded     pubsub-N at a fixed 1,000,000 deliveries/s, 45-70 % of Redis' capacity
                       here: latency at equal load near saturation
 Pub/sub keeps nothing on disk, so its workloads run in one mode only (everysec if listed).
+Each pub/sub run publishes for 1 s before its measured duration (--warmup 1): messages sent
+then are checked for loss but count in no rate or latency, so a cold start's burst (the
+first ~0.1 s, with either server) does not set the p99 of a 5-second run.
 --pin: servers on CPU 0 (Sluice with one tokio worker thread), the load tool on CPU 1, so
       both servers get one core and never compete with the load tool (needs 2+ CPUs).
 --load-threads N: the load tool's tokio worker threads (default: one per CPU it may use).
@@ -197,20 +200,20 @@ workload_args() {
     # Enough entries that the group does not run dry before the duration (600k/s per second).
     xreadgroup) echo "xreadgroup --consumers 10 --count 10 --prefill $((600000 * d)) --duration $d" ;;
     xread-latency) echo "xread-latency --readers 1 --samples 2000 --duration $((d * 6))" ;;
-    pubsub-1) echo "pubsub --subscribers 1 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
-    pubsub-10) echo "pubsub --subscribers 10 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
-    pubsub-100) echo "pubsub --subscribers 100 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
-    pubsub-1000) echo "pubsub --subscribers 1000 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
-    pubsub-patterns) echo "pubsub --subscribers 10 --psubscribers 10 --patterns 1000 --matching 3 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
+    pubsub-1) echo "pubsub --subscribers 1 --publishers 1 --pipeline 16 --message-size 64 --warmup 1 --duration $d" ;;
+    pubsub-10) echo "pubsub --subscribers 10 --publishers 1 --pipeline 16 --message-size 64 --warmup 1 --duration $d" ;;
+    pubsub-100) echo "pubsub --subscribers 100 --publishers 1 --pipeline 16 --message-size 64 --warmup 1 --duration $d" ;;
+    pubsub-1000) echo "pubsub --subscribers 1000 --publishers 1 --pipeline 16 --message-size 64 --warmup 1 --duration $d" ;;
+    pubsub-patterns) echo "pubsub --subscribers 10 --psubscribers 10 --patterns 1000 --matching 3 --publishers 1 --pipeline 16 --message-size 64 --warmup 1 --duration $d" ;;
     pubsub-patterns-paced) # 13 deliveries per publish: 10 subscribers + 3 matching patterns
-      echo "pubsub --subscribers 10 --psubscribers 10 --patterns 1000 --matching 3 --publishers 1 --pipeline 16 --message-size 64 --rate 7692 --duration $d" ;;
+      echo "pubsub --subscribers 10 --psubscribers 10 --patterns 1000 --matching 3 --publishers 1 --pipeline 16 --message-size 64 --rate 7692 --warmup 1 --duration $d" ;;
     pubsub-*-paced)
       local n=${1#pubsub-}; n=${n%-paced}
-      echo "pubsub --subscribers $n --publishers 1 --pipeline 16 --message-size 64 --rate $((100000 / n)) --duration $d" ;;
+      echo "pubsub --subscribers $n --publishers 1 --pipeline 16 --message-size 64 --rate $((100000 / n)) --warmup 1 --duration $d" ;;
     pubsub-*-loaded)
       local n=${1#pubsub-}; n=${n%-loaded}
-      echo "pubsub --subscribers $n --publishers 1 --pipeline 16 --message-size 64 --rate $((1000000 / n)) --duration $d" ;;
-    pubsub-slow) echo "pubsub --subscribers 10 --slow-subscribers 1 --publishers 1 --pipeline 16 --message-size 64 --duration $d" ;;
+      echo "pubsub --subscribers $n --publishers 1 --pipeline 16 --message-size 64 --rate $((1000000 / n)) --warmup 1 --duration $d" ;;
+    pubsub-slow) echo "pubsub --subscribers 10 --slow-subscribers 1 --publishers 1 --pipeline 16 --message-size 64 --warmup 1 --duration $d" ;;
   esac
 }
 

@@ -154,8 +154,14 @@ fn every_workload_runs_cleanly_against_redis() {
         "2",
         "--requests",
         "500",
+        "--warmup",
+        "0",
     ]);
     assert_eq!(figure(&out, "published"), Some(500.0), "{out}");
+    assert!(
+        figure(&out, "published_per_sec").is_some_and(|r| r > 0.0),
+        "{out}"
+    );
     // 3 subscribers over 2 channels: 250 messages reach 2 of them, 250 reach 1; plus 2 patterns.
     assert_eq!(
         figure(&out, "expected"),

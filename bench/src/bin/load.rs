@@ -152,6 +152,10 @@ enum Workload {
         /// Seconds to wait for in-flight messages after the last publish.
         #[arg(long, default_value_t = 5.0)]
         drain: f64,
+        /// Seconds of publishing before `--duration` whose messages count in no rate or
+        /// latency (a cold start's burst would otherwise set the p99 of a short run).
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
     },
     /// Polls PING until the server answers PONG and prints the time since its start.
     WaitReady {
@@ -296,6 +300,7 @@ async fn run(cli: Cli) -> Result<()> {
             requests,
             rate,
             drain,
+            warmup,
         } => {
             let clients = subscribers + psubscribers + slow_subscribers + publishers;
             if clients > MAX_CLIENTS || pipeline == 0 || pipeline > MAX_PIPELINE {
@@ -315,6 +320,7 @@ async fn run(cli: Cli) -> Result<()> {
                 requests,
                 rate,
                 drain: seconds(drain)?,
+                warmup: seconds(warmup)?,
             };
             pubsub::run(addr, &opts, tags).await
         }

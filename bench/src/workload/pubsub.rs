@@ -33,6 +33,9 @@ pub struct PubSubOptions {
     pub requests: Option<u64>,
     /// Messages per second over all publishers; 0 publishes as fast as replies come back.
     pub rate: u64,
+    /// Publishing time before measuring: messages sent in it are delivered and checked for
+    /// loss but count in no rate or latency, so a cold start's burst does not set the p99.
+    pub warmup: Duration,
     /// How long to wait for in-flight messages after the last publish.
     pub drain: Duration,
 }
@@ -56,9 +59,12 @@ fn pattern(i: usize, matching: usize) -> String {
 
 /// What one subscriber saw.
 struct Received {
+    /// Messages sent after the warm-up: their latency, number and the last one's arrival.
     latency: Latencies,
     count: u64,
     last: Option<Instant>,
+    /// Every message, warm-up included (for the loss check).
+    all: u64,
 }
 
 async fn subscribe(addr: SocketAddr, verb: &str, names: &[String]) -> Result<Conn> {
@@ -73,11 +79,13 @@ async fn subscribe(addr: SocketAddr, verb: &str, names: &[String]) -> Result<Con
     Ok(conn)
 }
 
-/// Reads messages until told to stop, recording each one's age: the time from its publish
-/// to the read that brought its last byte, so the tool's own parsing is not counted.
+/// Reads messages until told to stop, recording the age of each one sent from `measured`
+/// (ns after `base`) on: the time from its publish to the read that brought its last byte,
+/// so the tool's own parsing is not counted.
 async fn receive(
     mut conn: Conn,
     base: Instant,
+    measured: Arc<AtomicU64>,
     total: Arc<AtomicU64>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Received> {
@@ -85,6 +93,7 @@ async fn receive(
         latency: Latencies::new(),
         count: 0,
         last: None,
+        all: 0,
     };
     let mut counted = 0;
     // One stop future for the whole run, not a new one per read.
@@ -97,6 +106,7 @@ async fn receive(
         }
         let now = Instant::now();
         let at = now.duration_since(base).as_nanos() as u64;
+        let from = measured.load(Ordering::Relaxed);
         while let Some(frame) = conn.buffered_frame()? {
             let bytes = conn.last();
             let kind = frame.first_bulk.map(|r| &bytes[r]);
@@ -109,14 +119,17 @@ async fn receive(
                 .and_then(|s| s.try_into().ok())
                 .ok_or_else(|| Error::Msg("message without timestamp".into()))?;
             let sent = u64::from_le_bytes(stamp);
-            got.latency.record_nanos(at.saturating_sub(sent));
-            got.count += 1;
-            got.last = Some(now);
+            got.all += 1;
+            if sent >= from {
+                got.latency.record_nanos(at.saturating_sub(sent));
+                got.count += 1;
+                got.last = Some(now);
+            }
         }
         // One shared counter update per read, not per message: the readers run on several
         // threads and would otherwise contend on it at every delivery.
-        total.fetch_add(got.count - counted, Ordering::Relaxed);
-        counted = got.count;
+        total.fetch_add(got.all - counted, Ordering::Relaxed);
+        counted = got.all;
     }
 }
 
@@ -125,13 +138,21 @@ pub async fn run(addr: SocketAddr, opts: &PubSubOptions, tags: &[String]) -> Res
     let matching = opts.matching.min(opts.patterns);
     let base = Instant::now();
     let total = Arc::new(AtomicU64::new(0));
+    // Until publishing starts, no message counts.
+    let measured = Arc::new(AtomicU64::new(u64::MAX));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut listeners = Vec::new();
     let mut subs_on = vec![0u64; channels];
     for i in 0..opts.subscribers {
         subs_on[i % channels] += 1;
         let conn = subscribe(addr, "SUBSCRIBE", &[channel(i % channels)]).await?;
-        let task = tokio::spawn(receive(conn, base, total.clone(), stop_rx.clone()));
+        let task = tokio::spawn(receive(
+            conn,
+            base,
+            measured.clone(),
+            total.clone(),
+            stop_rx.clone(),
+        ));
         listeners.push((true, task));
     }
     let holders = opts.psubscribers.max(1).min(opts.patterns.max(1));
@@ -142,7 +163,13 @@ pub async fn run(addr: SocketAddr, opts: &PubSubOptions, tags: &[String]) -> Res
                 .map(|i| pattern(i, matching))
                 .collect();
             let conn = subscribe(addr, "PSUBSCRIBE", &mine).await?;
-            let task = tokio::spawn(receive(conn, base, total.clone(), stop_rx.clone()));
+            let task = tokio::spawn(receive(
+                conn,
+                base,
+                measured.clone(),
+                total.clone(),
+                stop_rx.clone(),
+            ));
             listeners.push((false, task));
         }
     }
@@ -151,11 +178,15 @@ pub async fn run(addr: SocketAddr, opts: &PubSubOptions, tags: &[String]) -> Res
         slow.push(subscribe(addr, "SUBSCRIBE", &[channel(i % channels)]).await?);
     }
 
-    let limits = Limits::new(opts.duration, opts.requests);
+    let warmup = opts.warmup.min(MAX_DURATION);
+    let limits = Limits::new(warmup + opts.duration, opts.requests);
     let pipeline = opts.pipeline.max(1);
     let publishers = opts.publishers.max(1);
     let size = opts.message_size.max(STAMP);
     let start = Instant::now();
+    let measure_start = start + warmup;
+    let from = measure_start.duration_since(base).as_nanos() as u64;
+    measured.store(from, Ordering::Relaxed);
     let mut pubs = Vec::new();
     for q in 0..publishers {
         let mut conn = Conn::connect(addr).await?;
@@ -165,6 +196,7 @@ pub async fn run(addr: SocketAddr, opts: &PubSubOptions, tags: &[String]) -> Res
             let names: Vec<String> = (0..channels).map(channel).collect();
             let mut payload = vec![b'p'; size];
             let mut per_channel = vec![0u64; channels];
+            let mut counted = 0u64;
             let mut batch_latency = Latencies::new();
             let mut next_channel = q % channels;
             let mut batches = 0u64;
@@ -179,8 +211,11 @@ pub async fn run(addr: SocketAddr, opts: &PubSubOptions, tags: &[String]) -> Res
                     tokio::time::sleep_until(due.into()).await;
                 }
                 batches += 1;
+                let mut measuring = false;
                 for _ in 0..batch {
                     let now = base.elapsed().as_nanos() as u64;
+                    measuring = now >= from;
+                    counted += u64::from(measuring);
                     payload[..STAMP].copy_from_slice(&now.to_le_bytes());
                     conn.queue(&[
                         b"PUBLISH".as_slice(),
@@ -195,23 +230,27 @@ pub async fn run(addr: SocketAddr, opts: &PubSubOptions, tags: &[String]) -> Res
                 for _ in 0..batch {
                     conn.expect_ok_frame().await?;
                 }
-                batch_latency.record(sent.elapsed());
+                if measuring {
+                    batch_latency.record(sent.elapsed());
+                }
             }
-            Ok::<_, Error>((per_channel, batch_latency))
+            Ok::<_, Error>((per_channel, counted, batch_latency))
         }));
     }
     let mut published = vec![0u64; channels];
+    let mut published_measured = 0u64;
     let mut publish_latency = Latencies::new();
     for p in pubs {
-        let (per_channel, lat) = p
+        let (per_channel, counted, lat) = p
             .await
             .map_err(|e| Error::Msg(format!("publisher: {e}")))??;
         for (sum, n) in published.iter_mut().zip(per_channel) {
             *sum += n;
         }
+        published_measured += counted;
         publish_latency.merge(&lat);
     }
-    let publish_elapsed = start.elapsed();
+    let publish_elapsed = measure_start.elapsed();
     let expected: u64 = published
         .iter()
         .zip(&subs_on)
@@ -223,20 +262,21 @@ pub async fn run(addr: SocketAddr, opts: &PubSubOptions, tags: &[String]) -> Res
     }
     let _ = stop_tx.send(true);
     let mut latency = Latencies::new();
-    let (mut delivered, mut last, mut slowest) = (0u64, start, u64::MAX);
+    let (mut delivered, mut delivered_all) = (0u64, 0u64);
+    let (mut last, mut slowest) = (measure_start, u64::MAX);
     for (channel_subscriber, l) in listeners {
         let got = l
             .await
             .map_err(|e| Error::Msg(format!("subscriber: {e}")))??;
         latency.merge(&got.latency);
         delivered += got.count;
+        delivered_all += got.all;
         if channel_subscriber {
-            slowest = slowest.min(got.count);
+            slowest = slowest.min(got.all);
         }
-        last = last.max(got.last.unwrap_or(start));
+        last = last.max(got.last.unwrap_or(measure_start));
     }
     drop(slow);
-    let published_total: u64 = published.iter().sum();
     let params = [
         ("subscribers", opts.subscribers.to_string()),
         (
@@ -251,15 +291,19 @@ pub async fn run(addr: SocketAddr, opts: &PubSubOptions, tags: &[String]) -> Res
         ("pipeline", pipeline.to_string()),
         ("size", size.to_string()),
         ("rate", opts.rate.to_string()),
+        ("warmup_s", warmup.as_secs_f64().to_string()),
     ];
     let fig = Figures::new("pubsub", &params, tags);
     let secs = publish_elapsed.as_secs_f64().max(1e-9);
-    fig.emit("published", published_total as f64);
-    fig.emit("published_per_sec", (published_total as f64 / secs).round());
+    fig.emit("published", published.iter().sum::<u64>() as f64);
+    fig.emit(
+        "published_per_sec",
+        (published_measured as f64 / secs).round(),
+    );
     fig.emit("expected", expected as f64);
-    fig.emit("delivered", delivered as f64);
-    fig.emit("lost", expected.saturating_sub(delivered) as f64);
-    let window = last.duration_since(start).as_secs_f64().max(1e-9);
+    fig.emit("delivered", delivered_all as f64);
+    fig.emit("lost", expected.saturating_sub(delivered_all) as f64);
+    let window = last.duration_since(measure_start).as_secs_f64().max(1e-9);
     fig.emit("delivered_per_sec", (delivered as f64 / window).round());
     if slowest != u64::MAX {
         // The fewest messages any channel subscriber got: a stalled one shows here.
