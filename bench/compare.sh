@@ -192,6 +192,8 @@ wait_ready() {
 # workload_args NAME: the sluice-load arguments of a named workload.
 workload_args() {
   local d=$DURATION
+  # Every pub/sub row: one publisher, pipeline 16, 64-byte messages, a warm-up second.
+  local pub="--publishers 1 --pipeline 16 --message-size 64 --warmup 1 --duration $d"
   case "$1" in
     xadd-p1) echo "xadd --clients 50 --pipeline 1 --duration $d" ;;
     xadd-p16) echo "xadd --clients 50 --pipeline 16 --duration $d" ;;
@@ -200,20 +202,20 @@ workload_args() {
     # Enough entries that the group does not run dry before the duration (600k/s per second).
     xreadgroup) echo "xreadgroup --consumers 10 --count 10 --prefill $((600000 * d)) --duration $d" ;;
     xread-latency) echo "xread-latency --readers 1 --samples 2000 --duration $((d * 6))" ;;
-    pubsub-1) echo "pubsub --subscribers 1 --publishers 1 --pipeline 16 --message-size 64 --warmup 1 --duration $d" ;;
-    pubsub-10) echo "pubsub --subscribers 10 --publishers 1 --pipeline 16 --message-size 64 --warmup 1 --duration $d" ;;
-    pubsub-100) echo "pubsub --subscribers 100 --publishers 1 --pipeline 16 --message-size 64 --warmup 1 --duration $d" ;;
-    pubsub-1000) echo "pubsub --subscribers 1000 --publishers 1 --pipeline 16 --message-size 64 --warmup 1 --duration $d" ;;
-    pubsub-patterns) echo "pubsub --subscribers 10 --psubscribers 10 --patterns 1000 --matching 3 --publishers 1 --pipeline 16 --message-size 64 --warmup 1 --duration $d" ;;
+    pubsub-1) echo "pubsub --subscribers 1 $pub" ;;
+    pubsub-10) echo "pubsub --subscribers 10 $pub" ;;
+    pubsub-100) echo "pubsub --subscribers 100 $pub" ;;
+    pubsub-1000) echo "pubsub --subscribers 1000 $pub" ;;
+    pubsub-patterns) echo "pubsub --subscribers 10 --psubscribers 10 --patterns 1000 --matching 3 $pub" ;;
     pubsub-patterns-paced) # 13 deliveries per publish: 10 subscribers + 3 matching patterns
-      echo "pubsub --subscribers 10 --psubscribers 10 --patterns 1000 --matching 3 --publishers 1 --pipeline 16 --message-size 64 --rate 7692 --warmup 1 --duration $d" ;;
+      echo "pubsub --subscribers 10 --psubscribers 10 --patterns 1000 --matching 3 --rate 7692 $pub" ;;
     pubsub-*-paced)
       local n=${1#pubsub-}; n=${n%-paced}
-      echo "pubsub --subscribers $n --publishers 1 --pipeline 16 --message-size 64 --rate $((100000 / n)) --warmup 1 --duration $d" ;;
+      echo "pubsub --subscribers $n --rate $((100000 / n)) $pub" ;;
     pubsub-*-loaded)
       local n=${1#pubsub-}; n=${n%-loaded}
-      echo "pubsub --subscribers $n --publishers 1 --pipeline 16 --message-size 64 --rate $((1000000 / n)) --warmup 1 --duration $d" ;;
-    pubsub-slow) echo "pubsub --subscribers 10 --slow-subscribers 1 --publishers 1 --pipeline 16 --message-size 64 --warmup 1 --duration $d" ;;
+      echo "pubsub --subscribers $n --rate $((1000000 / n)) $pub" ;;
+    pubsub-slow) echo "pubsub --subscribers 10 --slow-subscribers 1 $pub" ;;
   esac
 }
 
