@@ -166,6 +166,7 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, handle: Arc<ClientHan
     };
     state.publish_info();
     let mut conn = Conn {
+        last_append_wait: 0,
         cut_off: state.pubsub.cut_off_signal(),
         shared: shared.clone(),
         input: BytesMut::with_capacity(READ_CHUNK),
@@ -192,6 +193,8 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, handle: Arc<ClientHan
 
 struct Conn {
     shared: Arc<Shared>,
+    /// `Shared::append_waits` at this connection's last wait for its appends.
+    last_append_wait: u64,
     /// Completes when the pub/sub hub cuts this client off (output buffer limit): a flush
     /// to a client that does not read must not wait forever.
     cut_off: crate::pubsub::CutOffSignal,
@@ -210,6 +213,11 @@ struct Conn {
     /// Counted in `Shared::busy_clients`.
     busy: bool,
 }
+
+/// A connection that saw more than this many waits of other connections for their appends
+/// since its own last wait yields before writing (see `Conn::await_written`). With one
+/// other writer taking turns, yielding cost more than the write it saved.
+const WRITE_COMPANY: u64 = 2;
 
 /// Why the loop stopped; an empty string means a normal close.
 type Closed = String;
@@ -1022,17 +1030,27 @@ impl Conn {
     }
 
     /// Makes sure the appends this client's replies may reflect are written to their files.
-    /// When other clients are mid-request, yields once first: the connections served in the
-    /// same turn of the worker's loop append meanwhile, and the first of them to get here
-    /// writes for all (one `pwrite` per stream instead of one per connection, as Redis
-    /// writes its AOF buffer once per loop turn). A lone client flushes at once.
+    /// When other clients are mid-request, or several others waited here since this one
+    /// last did, yields once first: the connections served in the same turn of the worker's
+    /// loop append meanwhile, and the first of them to get here writes for all (one `pwrite`
+    /// per stream instead of one per connection, as Redis writes its AOF buffer once per
+    /// loop turn). A lone client flushes at once.
     async fn await_written(&mut self) -> Result<(), sluice_engine::Error> {
         let target = std::mem::take(&mut self.unwritten);
+        if target == 0 {
+            return Ok(());
+        }
+        let wait = self.shared.append_waits.fetch_add(1, Ordering::Relaxed);
+        let last = std::mem::replace(&mut self.last_append_wait, wait);
+        let others = wait.saturating_sub(last).saturating_sub(1);
         let durability = lock(&self.shared.durability).clone();
         if durability.write_behind().written() >= target {
             return Ok(());
         }
-        if self.shared.busy_clients.load(Ordering::Relaxed) > 1 {
+        // Other connections busy now (on other workers), or several that waited for their
+        // appends since this one last did (writers taking turns on this worker): let them
+        // append too before the one write.
+        if self.shared.busy_clients.load(Ordering::Relaxed) > 1 || others > WRITE_COMPANY {
             tokio::task::yield_now().await;
             if durability.write_behind().written() >= target {
                 return Ok(());

@@ -50,6 +50,10 @@ pub struct Shared {
     /// a connection about to flush buffered appends yields first so the others' appends
     /// join the same write (see `Conn::await_written`).
     pub busy_clients: std::sync::atomic::AtomicUsize,
+    /// Waits of all connections for their buffered appends to be written: a connection
+    /// that sees several others wait since its own last one yields before writing, so
+    /// that writers served by the same worker share one write (see `Conn::await_written`).
+    pub append_waits: std::sync::atomic::AtomicU64,
     /// What recovery found when the engine was last opened.
     pub recovery: Mutex<RecoveryReport>,
 }
@@ -133,6 +137,7 @@ impl Shared {
             shutdown: Default::default(),
             started: Instant::now(),
             busy_clients: Default::default(),
+            append_waits: Default::default(),
             recovery: Mutex::new(report),
         });
         shared.listen(&durability);
