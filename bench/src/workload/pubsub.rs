@@ -141,19 +141,16 @@ pub async fn run(addr: SocketAddr, opts: &PubSubOptions, tags: &[String]) -> Res
     // Until publishing starts, no message counts.
     let measured = Arc::new(AtomicU64::new(u64::MAX));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let listen = |conn| {
+        let (measured, total, stop) = (measured.clone(), total.clone(), stop_rx.clone());
+        tokio::spawn(receive(conn, base, measured, total, stop))
+    };
     let mut listeners = Vec::new();
     let mut subs_on = vec![0u64; channels];
     for i in 0..opts.subscribers {
         subs_on[i % channels] += 1;
         let conn = subscribe(addr, "SUBSCRIBE", &[channel(i % channels)]).await?;
-        let task = tokio::spawn(receive(
-            conn,
-            base,
-            measured.clone(),
-            total.clone(),
-            stop_rx.clone(),
-        ));
-        listeners.push((true, task));
+        listeners.push((true, listen(conn)));
     }
     let holders = opts.psubscribers.max(1).min(opts.patterns.max(1));
     if opts.patterns > 0 {
@@ -163,14 +160,7 @@ pub async fn run(addr: SocketAddr, opts: &PubSubOptions, tags: &[String]) -> Res
                 .map(|i| pattern(i, matching))
                 .collect();
             let conn = subscribe(addr, "PSUBSCRIBE", &mine).await?;
-            let task = tokio::spawn(receive(
-                conn,
-                base,
-                measured.clone(),
-                total.clone(),
-                stop_rx.clone(),
-            ));
-            listeners.push((false, task));
+            listeners.push((false, listen(conn)));
         }
     }
     let mut slow = Vec::new();
