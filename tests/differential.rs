@@ -10,9 +10,7 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::{Raw, Server};
 
@@ -39,15 +37,8 @@ fn start_redis() -> Option<Redis> {
             .spawn()
             .ok()?;
         let mut redis = Redis { child, port };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(redis);
-            }
-            if let Ok(Some(_)) = redis.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if common::wait_for_ping(port, &mut redis.child) {
+            return Some(redis);
         }
     }
     None
@@ -499,4 +490,39 @@ fn random_stream_commands_match_redis() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     eprintln!("differential: {RANDOM_SEEDS} random command sequences matched redis-server");
+}
+
+/// The harness's start-up check must not take a server that another process runs on the
+/// port for the one it started: servers start in parallel on ports that were free a moment
+/// before (a test here once talked to a redis-server that was not its own).
+#[test]
+fn a_server_that_is_not_the_child_does_not_count_as_started() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let reply = if buf[..n].starts_with(b"PING") {
+                "+PONG\r\n".to_string()
+            } else {
+                let info = "process_id:1\r\n";
+                format!("${}\r\n{info}\r\n", info.len())
+            };
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+    let mut child = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn sleep");
+    let started = common::wait_for_ping(port, &mut child);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !started,
+        "a PONG from another process was taken for the child's"
+    );
 }

@@ -161,26 +161,62 @@ fn wait_exit(child: &mut Child) -> (Option<i32>, String) {
     (status, err)
 }
 
-fn wait_for_ping(port: u16, child: &mut Child) -> bool {
+/// Waits until `child` (sluice-server or redis-server) answers PING on `port`. Servers start
+/// in parallel and a port from [`free_port`] may be taken by another one first (or a
+/// connect to a port nobody holds may reach itself), so an answer counts only if
+/// `INFO server` names `child`'s process id, or, where the server wants AUTH first, if
+/// `child` is still running a moment later. False means: try another port.
+pub fn wait_for_ping(port: u16, child: &mut Child) -> bool {
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            if s.write_all(b"PING\r\n").is_ok() {
-                let mut buf = [0u8; 64];
-                if let Ok(n) = s.read(&mut buf) {
-                    if buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH") {
-                        return true;
-                    }
-                }
+        if let Some(reply) = ask(port, b"PING\r\n") {
+            if reply.starts_with(b"+PONG") {
+                let pid = format!("process_id:{}\r\n", child.id());
+                return ask(port, b"INFO server\r\n")
+                    .is_some_and(|info| info.windows(pid.len()).any(|w| w == pid.as_bytes()));
+            }
+            if reply.starts_with(b"-NOAUTH") {
+                std::thread::sleep(Duration::from_millis(100));
+                return matches!(child.try_wait(), Ok(None));
             }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     false
+}
+
+/// Sends one inline request on a fresh connection and returns the reply, a bulk reply read
+/// whole; `None` if the connection or the read fails.
+fn ask(port: u16, request: &[u8]) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(request).ok()?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        reply.extend_from_slice(&buf[..n]);
+        let Some(end) = reply.windows(2).position(|w| w == b"\r\n") else {
+            continue;
+        };
+        let whole = match reply.strip_prefix(b"$") {
+            Some(len) => std::str::from_utf8(&len[..end - 1])
+                .ok()?
+                .parse::<usize>()
+                .ok()
+                .is_some_and(|len| reply.len() >= end + 2 + len + 2),
+            None => true,
+        };
+        if whole {
+            return Some(reply);
+        }
+    }
 }
 
 /// A command as a RESP multibulk request.
