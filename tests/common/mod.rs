@@ -173,12 +173,11 @@ pub fn wait_for_ping(port: u16, child: &mut Child) -> bool {
             return false;
         }
         if let Some(reply) = ask(port, b"PING\r\n") {
-            if reply.starts_with(b"+PONG") {
+            if reply.starts_with("+PONG") {
                 let pid = format!("process_id:{}\r\n", child.id());
-                return ask(port, b"INFO server\r\n")
-                    .is_some_and(|info| info.windows(pid.len()).any(|w| w == pid.as_bytes()));
+                return ask(port, b"INFO server\r\n").is_some_and(|info| info.contains(&pid));
             }
-            if reply.starts_with(b"-NOAUTH") {
+            if reply.starts_with("-NOAUTH") {
                 std::thread::sleep(Duration::from_millis(100));
                 return matches!(child.try_wait(), Ok(None));
             }
@@ -188,35 +187,15 @@ pub fn wait_for_ping(port: u16, child: &mut Child) -> bool {
     false
 }
 
-/// Sends one inline request on a fresh connection and returns the reply, a bulk reply read
-/// whole; `None` if the connection or the read fails.
-fn ask(port: u16, request: &[u8]) -> Option<Vec<u8>> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(request).ok()?;
-    let mut reply = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = s.read(&mut buf).ok()?;
-        if n == 0 {
-            return None;
-        }
-        reply.extend_from_slice(&buf[..n]);
-        let Some(end) = reply.windows(2).position(|w| w == b"\r\n") else {
-            continue;
-        };
-        let whole = match reply.strip_prefix(b"$") {
-            Some(len) => std::str::from_utf8(&len[..end - 1])
-                .ok()?
-                .parse::<usize>()
-                .ok()
-                .is_some_and(|len| reply.len() >= end + 2 + len + 2),
-            None => true,
-        };
-        if whole {
-            return Some(reply);
-        }
-    }
+/// Sends one inline request on a fresh connection and returns its whole reply; `None` if
+/// the connection or the read fails (the server may still be starting).
+fn ask(port: u16, request: &[u8]) -> Option<String> {
+    let mut c = Raw::try_connect(port)?;
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .ok()?;
+    c.stream.write_all(request).ok()?;
+    c.try_reply()
 }
 
 /// A command as a RESP multibulk request.
@@ -238,14 +217,19 @@ pub struct Raw {
 
 impl Raw {
     pub fn connect(port: u16) -> Raw {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        Raw::try_connect(port).expect("connect")
+    }
+
+    /// Like [`Raw::connect`], `None` where that panics.
+    pub fn try_connect(port: u16) -> Option<Raw> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        Raw {
+            .ok()?;
+        Some(Raw {
             stream,
             buf: Vec::new(),
-        }
+        })
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
