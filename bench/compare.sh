@@ -6,7 +6,7 @@
 # Usage: bench/compare.sh [--quick] [--rounds N] [--duration S] [--modes "always everysec no"]
 #          [--workloads "xadd-p1 xadd-p16 ..."] [--mem-count N] [--skip-memory]
 #          [--redis-only | --sluice-bin PATH] [--out DIR] [--port-base P] [--pin]
-#          [--load-threads N]
+#          [--load-threads N] [--max-steal PCT] [--steal-retries N]
 # Run bench/compare.sh --help for the workload names. Only 127.0.0.1 is ever a target.
 set -euo pipefail
 
@@ -25,6 +25,8 @@ OUT=""
 SLUICE_BIN=""
 PIN=0
 LOAD_THREADS=""
+MAX_STEAL=2
+STEAL_RETRIES=2
 
 usage() {
   sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
@@ -52,6 +54,10 @@ first ~0.1 s, with either server) does not set the p99 of a 5-second run.
       both servers get one core and never compete with the load tool (needs 2+ CPUs).
 --load-threads N: the load tool's tokio worker threads (default: one per CPU it may use).
       On a small machine, fewer threads than CPUs leave the servers a CPU to run on.
+--max-steal PCT: a round (one run per server) in which the hypervisor took more than PCT % of
+      the machine's CPU time (steal in /proc/stat) from either run is repeated, up to
+      --steal-retries N times (default 2 % and 2); each run's steal is kept as steal_pct.
+      A busy neighbour delays every wake-up of this VM's CPUs, so such runs measure the host.
 --quick = --rounds 3 --duration 2 --modes everysec --mem-count 1000000
           --workloads "xadd-p16 xrange xreadgroup xread-latency pubsub-10"
 EOF
@@ -75,6 +81,8 @@ while [ $# -gt 0 ]; do
     --port-base) PORT_BASE="$2"; shift ;;
     --pin) PIN=1 ;;
     --load-threads) LOAD_THREADS="$2"; shift ;;
+    --max-steal) MAX_STEAL="$2"; shift ;;
+    --steal-retries) STEAL_RETRIES="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -103,6 +111,12 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+# "steal total": the machine's stolen and total CPU ticks so far (all CPUs, /proc/stat).
+cpu_ticks() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t }' /proc/stat; }
+# steal_pct "BEFORE" "AFTER": the share of CPU time stolen by the hypervisor in between.
+steal_pct() {
+  echo "$1 $2" | awk '{ d = $4 - $2; printf "%.1f", (d > 0 ? 100 * ($3 - $1) / d : 0) }'
+}
 
 if ! command -v redis-server >/dev/null 2>&1; then
   log "installing Debian's redis-server"
@@ -241,18 +255,33 @@ for mode in $MODES; do
   for w in $WORKLOADS; do
     case "$w" in pubsub-*) [ "$mode" = "$PUBSUB_MODE" ] || continue ;; esac
     for round in $(seq "$ROUNDS"); do
-      for s in $SERVERS; do
-        log "mode=$mode $w round $round/$ROUNDS on $s"
-        # shellcheck disable=SC2046
-        if ! LOAD --port "${PORT[$s]}" --tag "case=$w" --tag "server=$s" --tag "mode=$mode" \
-            --tag "round=$round" $(workload_args "$w") >>"$RAW" 2>>"$OUT/errors.txt"; then
-          log "  failed (see $OUT/errors.txt)"
+      for attempt in $(seq $((STEAL_RETRIES + 1))); do
+        : >"$OUT/round.txt"
+        stolen=""
+        for s in $SERVERS; do
+          log "mode=$mode $w round $round/$ROUNDS on $s"
+          before=$(cpu_ticks)
+          # shellcheck disable=SC2046
+          if ! LOAD --port "${PORT[$s]}" --tag "case=$w" --tag "server=$s" --tag "mode=$mode" \
+              --tag "round=$round" $(workload_args "$w") >>"$OUT/round.txt" 2>>"$OUT/errors.txt"; then
+            log "  failed (see $OUT/errors.txt)"
+          fi
+          pct=$(steal_pct "$before" "$(cpu_ticks)")
+          echo "figure workload=host case=$w server=$s mode=$mode round=$round metric=steal_pct value=$pct" \
+            >>"$OUT/round.txt"
+          awk -v p="$pct" -v m="$MAX_STEAL" 'BEGIN { exit !(p > m) }' && stolen="$stolen $s:$pct%"
+        done
+        if [ -z "$stolen" ] || [ "$attempt" -gt "$STEAL_RETRIES" ]; then
+          [ -n "$stolen" ] && log "  host steal above $MAX_STEAL % ($stolen ) in every attempt: kept"
+          cat "$OUT/round.txt" >>"$RAW"
+          break
         fi
+        log "  host steal above $MAX_STEAL % ($stolen ): round repeated"
       done
     done
   done
   for s in $SERVERS; do stop_server "${PID[$s]}"; done
-  rm -rf "$OUT"/data-*-"$mode"
+  rm -rf "$OUT"/data-*-"$mode" "$OUT/round.txt"
 done
 
 # Memory after MEM_COUNT XADDs of a 16-byte value, then start-up time on that data.

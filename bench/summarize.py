@@ -2,7 +2,8 @@
 """Summarizes compare.sh's raw figures (figures.txt) as a Markdown table: per case and
 metric, each server's median over the rounds, their ratio, and p(worse): a one-sided
 rank-sum test over the rounds, small when Sluice's rounds are consistently worse than
-Redis'. Bold marks p below 0.05 with medians at least 1 % worse.
+Redis'. Bold marks p below 0.05 with medians at least 1 % worse. Below the table, the host
+steal compare.sh recorded per run (CPU time the hypervisor gave to other guests).
 
 Usage: summarize.py FIGURES [REDIS_ONLY(0|1)]
 """
@@ -25,16 +26,24 @@ SHOW = {
     "memory-fill": [("ops_per_sec", True)],
     "startup": [("ready_ms", False), ("xlen", True), ("rss_after_start_mib", False),
                 ("rss_anon_after_start_mib", False)],
+    # compare.sh: the share of CPU time the hypervisor took during each run.
+    "host": [("steal_pct", False)],
 }
+STEAL_NOTED = 2.0
 values = defaultdict(list)
 order = []
 higher = {}
+steal = []
 for line in open(raw):
     if not line.startswith("figure "):
         continue
     kv = dict(w.split("=", 1) for w in line.split()[1:] if "=" in w)
     workload = kv.get("workload")
-    wanted = dict(SHOW.get(kv.get("case"), SHOW.get(workload, [])))
+    if workload == "host":
+        wanted = dict(SHOW["host"])
+        steal.append((float(kv["value"]), kv["case"], kv["server"], kv["round"]))
+    else:
+        wanted = dict(SHOW.get(kv.get("case"), SHOW.get(workload, [])))
     if kv["metric"] not in wanted:
         continue
     key = (kv["case"], kv["mode"], kv["metric"])
@@ -86,13 +95,20 @@ for case, mode, metric in order:
     s = values.get((case, mode, metric, "sluice"), [])
     rm = statistics.median(r) if r else None
     sm = statistics.median(s) if s else None
-    ratio = f"{sm / rm:.2f}" if rm and sm is not None else "-"
+    ratio = f"{sm / rm:.2f}" if rm and sm is not None and metric != "steal_pct" else "-"
     up = higher[(case, mode, metric)]
     better = "higher" if up else "lower"
-    p = p_worse(r, s, up) if metric != "lost" else None
+    p = p_worse(r, s, up) if metric not in ("lost", "steal_pct") else None
     # Bold: worse in the rounds (p below 0.05) and by at least 1 % in the medians; a
     # paced rate held to within 0.01 % can be "consistently" lower and still not matter.
     worse_by = rm and sm is not None and (sm / rm < 0.99 if up else sm / rm > 1.01)
     shown = "-" if p is None else (f"**{p:.3f}**" if p < 0.05 and worse_by else f"{p:.3f}")
     print(f"| {case} | {mode} | {metric} | {fmt(rm)} | {fmt(sm)} | {ratio} | {better} | "
           f"{len(r)}+{len(s)} | {shown} |")
+
+if steal:
+    worst = max(steal)
+    above = sum(1 for v, *_ in steal if v > STEAL_NOTED)
+    print(f"\nHost steal per run: median {statistics.median(v for v, *_ in steal):.1f} %, "
+          f"max {worst[0]:.1f} % ({worst[1]} round {worst[3]} on {worst[2]}); "
+          f"{above} of {len(steal)} runs above {STEAL_NOTED:.0f} %.")
