@@ -1,5 +1,6 @@
 //! Black-box tests of the generic key commands over streams: DEL, UNLINK, EXISTS, TYPE, KEYS,
-//! SCAN, RENAME(NX), the EXPIRE family (durable), TTL/PTTL, PERSIST, DBSIZE, FLUSHDB/FLUSHALL.
+//! SCAN, RENAME(NX), the EXPIRE family (durable), TTL/PTTL, PERSIST, DBSIZE, RANDOMKEY,
+//! FLUSHDB/FLUSHALL.
 
 mod common;
 
@@ -37,6 +38,37 @@ fn del_exists_type() {
     assert_eq!(n, 1);
     let n: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
     assert_eq!(n, 0);
+}
+
+#[test]
+fn randomkey_returns_every_live_key_and_no_expired_one() {
+    let s = Server::start();
+    let mut raw = s.raw();
+    assert_eq!(raw.cmd("RANDOMKEY"), "$-1\r\n");
+    for k in ["a", "b", "c", "d"] {
+        raw.cmd(&format!("XADD {k} 1-1 f v"));
+    }
+    raw.cmd("DEL b");
+    let mut seen = HashSet::new();
+    for _ in 0..300 {
+        seen.insert(raw.cmd("RANDOMKEY"));
+    }
+    let want: HashSet<String> = ["a", "c", "d"]
+        .iter()
+        .map(|k| format!("$1\r\n{k}\r\n"))
+        .collect();
+    assert_eq!(seen, want);
+    assert_eq!(raw.cmd("PEXPIRE a 30"), ":1\r\n");
+    assert_eq!(raw.cmd("PEXPIRE c 30"), ":1\r\n");
+    std::thread::sleep(Duration::from_millis(60));
+    for _ in 0..50 {
+        assert_eq!(raw.cmd("RANDOMKEY"), "$1\r\nd\r\n");
+    }
+    raw.cmd("DEL d");
+    assert_eq!(raw.cmd("RANDOMKEY"), "$-1\r\n");
+    assert!(raw
+        .cmd("RANDOMKEY x")
+        .starts_with("-ERR wrong number of arguments"));
 }
 
 #[test]

@@ -580,6 +580,22 @@ impl Engine {
         }
     }
 
+    /// RANDOMKEY's pick: the key in the first occupied slot at or after `seed` modulo the
+    /// slot count, wrapping; `None` for an empty database. Every key can be picked (a key
+    /// after freed slots more often, as Redis' bucket sampling favours some keys too).
+    pub fn key_from_seed(&self, db: Db, seed: u64) -> Option<&[u8]> {
+        let d = self.db(db)?;
+        let n = d.slots.len();
+        if n == 0 {
+            return None;
+        }
+        let start = (seed % n as u64) as usize;
+        d.slots[start..]
+            .iter()
+            .chain(&d.slots[..start])
+            .find_map(|slot| slot.as_deref())
+    }
+
     /// SCAN: up to about `count` keys from `cursor`; returns the next cursor (0 when done).
     /// Keys present for the whole scan are returned at least once: the cursor is a slot
     /// number and a key keeps its slot for as long as it exists.
@@ -891,6 +907,35 @@ mod tests {
             assert!(e.stats().fsyncs > 0);
             assert!(e.stats().last_fsync_ok);
         }
+    }
+
+    /// Every seed picks a live key, every key is picked by some seed, and an empty or
+    /// missing database has none, also with freed slots in between.
+    #[test]
+    fn key_from_seed_picks_only_live_keys_and_each_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut e, _) = Engine::open(dir.path(), opts(FsyncPolicy::No, 1 << 16)).unwrap();
+        assert_eq!(e.key_from_seed(0, 7), None);
+        assert_eq!(e.key_from_seed(99, 7), None);
+        for k in ["a", "b", "c", "d", "e"] {
+            e.create_stream(0, k.as_bytes()).unwrap();
+        }
+        e.remove_stream(0, b"a").unwrap();
+        e.remove_stream(0, b"d").unwrap();
+        let mut picked = std::collections::BTreeSet::new();
+        for seed in 0..20 {
+            let k = e.key_from_seed(0, seed).unwrap().to_vec();
+            assert!(e.stream(0, &k).is_some(), "{k:?}");
+            picked.insert(k);
+        }
+        let want: std::collections::BTreeSet<Vec<u8>> =
+            [b"b".to_vec(), b"c".to_vec(), b"e".to_vec()].into();
+        assert_eq!(picked, want);
+        assert!(e.key_from_seed(0, u64::MAX).is_some());
+        for k in ["b", "c", "e"] {
+            e.remove_stream(0, k.as_bytes()).unwrap();
+        }
+        assert_eq!(e.key_from_seed(0, 3), None);
     }
 
     #[test]

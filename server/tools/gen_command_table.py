@@ -8,7 +8,8 @@ import socket, sys
 FAMILIES = {
     "Connection": "ping echo hello auth quit reset select client".split(),
     "Keys": ("del unlink exists type keys scan rename renamenx expire pexpire expireat "
-             "pexpireat expiretime pexpiretime ttl pttl persist touch dbsize flushdb flushall").split(),
+             "pexpireat expiretime pexpiretime ttl pttl persist touch dbsize randomkey flushdb "
+             "flushall").split(),
     "Transaction": "multi exec discard watch unwatch".split(),
     "Server": "command info config time shutdown debug monitor wait role".split(),
     "Stream": ("xadd xrange xrevrange xread xreadgroup xack xpending xclaim xautoclaim xtrim "

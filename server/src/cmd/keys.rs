@@ -39,6 +39,7 @@ pub enum KeysCommand {
     },
     Persist(Bytes),
     DbSize,
+    RandomKey,
     FlushDb,
     FlushAll,
 }
@@ -85,6 +86,7 @@ pub fn parse(name: &str, args: &[Bytes]) -> Result<KeysCommand, Reply> {
         },
         "persist" => KeysCommand::Persist(args[0].clone()),
         "dbsize" => KeysCommand::DbSize,
+        "randomkey" => KeysCommand::RandomKey,
         "flushdb" | "flushall" => {
             match args {
                 [] => {}
@@ -198,6 +200,19 @@ pub fn execute(cmd: KeysCommand, ctx: &mut Ctx) -> Outcome {
         Ok(r) => r,
         Err(e) => e,
     })
+}
+
+/// RANDOMKEY's random draws before it looks for any live key in order.
+const RANDOMKEY_DRAWS: usize = 100;
+
+/// A fresh pseudo-random number: a counter hashed with keys the OS seeded.
+fn random_u64() -> u64 {
+    use std::hash::BuildHasher;
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    KEYS.get_or_init(Default::default).hash_one(n)
 }
 
 /// Whether a key exists and has not expired.
@@ -365,6 +380,29 @@ fn run(cmd: KeysCommand, ctx: &mut Ctx) -> Result<Reply, Reply> {
             Reply::Int(1)
         }
         KeysCommand::DbSize => Reply::Int(ctx.engine.key_count(db) as i64),
+        KeysCommand::RandomKey => {
+            // Draws past keys whose deadline has passed (Redis deletes them as it finds
+            // them; the expiry cycle does that here), then settles for any live key.
+            let mut pick = None;
+            for _ in 0..RANDOMKEY_DRAWS {
+                match ctx.engine.key_from_seed(db, random_u64()) {
+                    None => break,
+                    Some(k) if alive(ctx, k) => {
+                        pick = Some(Bytes::copy_from_slice(k));
+                        break;
+                    }
+                    Some(_) => {}
+                }
+            }
+            if pick.is_none() {
+                pick = ctx
+                    .engine
+                    .keys(db)
+                    .find(|k| alive(ctx, k))
+                    .map(Bytes::copy_from_slice);
+            }
+            pick.map_or(Reply::Null, Reply::Bulk)
+        }
         KeysCommand::FlushDb => {
             let lsn = ctx.engine.flush_db(db).map_err(|e| engine_error(&e))?;
             ctx.effects.wrote(lsn);
