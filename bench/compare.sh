@@ -6,7 +6,7 @@
 # Usage: bench/compare.sh [--quick] [--rounds N] [--duration S] [--modes "always everysec no"]
 #          [--workloads "xadd-p1 xadd-p16 ..."] [--mem-count N] [--skip-memory]
 #          [--redis-only | --sluice-bin PATH] [--out DIR] [--port-base P] [--pin]
-#          [--load-threads N] [--max-steal PCT] [--steal-retries N]
+#          [--load-threads N] [--pin-load-threads] [--max-steal PCT] [--steal-retries N]
 # Run bench/compare.sh --help for the workload names. Only 127.0.0.1 is ever a target.
 set -euo pipefail
 
@@ -24,6 +24,7 @@ PORT_BASE=7301
 OUT=""
 SLUICE_BIN=""
 PIN=0
+PIN_LOAD_THREADS=0
 LOAD_THREADS=""
 MAX_STEAL=2
 STEAL_RETRIES=2
@@ -54,6 +55,10 @@ first ~0.1 s, with either server) does not set the p99 of a 5-second run.
       both servers get one core and never compete with the load tool (needs 2+ CPUs).
 --load-threads N: the load tool's tokio worker threads (default: one per CPU it may use).
       On a small machine, fewer threads than CPUs leave the servers a CPU to run on.
+--pin-load-threads: the servers float over every CPU as by default, but each of the load
+      tool's worker threads is pinned to its own CPU (round robin) just after the tool
+      starts, before its warm-up ends: two of its threads can then never queue on one CPU
+      (a diagnostic view of the shared set-up; not with --pin).
 --max-steal PCT: a round (one run per server) in which the hypervisor took more than PCT % of
       the machine's CPU time (steal in /proc/stat) from either run is repeated, up to
       --steal-retries N times (default 2 % and 2); each run's steal is kept as steal_pct.
@@ -80,6 +85,7 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift ;;
     --port-base) PORT_BASE="$2"; shift ;;
     --pin) PIN=1 ;;
+    --pin-load-threads) PIN_LOAD_THREADS=1 ;;
     --load-threads) LOAD_THREADS="$2"; shift ;;
     --max-steal) MAX_STEAL="$2"; shift ;;
     --steal-retries) STEAL_RETRIES="$2"; shift ;;
@@ -89,6 +95,10 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+if [ "$PIN" = 1 ] && [ "$PIN_LOAD_THREADS" = 1 ]; then
+  echo "compare.sh: --pin and --pin-load-threads exclude each other" >&2
+  exit 2
+fi
 if [ "$ROUNDS" -lt 3 ]; then
   echo "compare.sh: --rounds must be at least 3 (medians of alternating runs)" >&2
   exit 2
@@ -135,6 +145,23 @@ SERVER_CPU=()
 if [ "$PIN" = 1 ]; then
   SERVER_CPU=(taskset -c 0)
   LOAD() { taskset -c 1 "$LOAD_BIN" "${LOAD_ARGS[@]}" "$@"; }
+elif [ "$PIN_LOAD_THREADS" = 1 ]; then
+  NCPU=$(nproc)
+  # Tokio names its worker threads tokio-rt-worker (tokio-runtime-worker, cut to 15 bytes,
+  # in older versions); the tool has no blocking-pool threads, which would share the name. The runtime starts its
+  # workers before the tool connects, so 50 ms is well inside the warm-up second.
+  LOAD() {
+    "$LOAD_BIN" "${LOAD_ARGS[@]}" "$@" &
+    local pid=$! cpu=0 pinned=0 task
+    sleep 0.05
+    for task in /proc/"$pid"/task/*; do
+      case "$(cat "$task/comm" 2>/dev/null)" in tokio-rt-worker|tokio-runtime-w) ;; *) continue ;; esac
+      taskset -p -c "$cpu" "${task##*/}" >/dev/null && pinned=$((pinned + 1))
+      cpu=$(((cpu + 1) % NCPU))
+    done
+    [ "$pinned" -gt 0 ] || log "  no load-tool thread pinned"
+    wait "$pid"
+  }
 else
   LOAD() { "$LOAD_BIN" "${LOAD_ARGS[@]}" "$@"; }
 fi
