@@ -61,7 +61,8 @@ first ~0.1 s, with either server) does not set the p99 of a 5-second run.
       (a diagnostic view of the shared set-up; not with --pin).
 --max-steal PCT: a round (one run per server) in which the hypervisor took more than PCT % of
       the machine's CPU time (steal in /proc/stat) from either run is repeated, up to
-      --steal-retries N times (default 2 % and 2); each run's steal is kept as steal_pct.
+      --steal-retries N times (default 2 % and 2); each run's steal is kept as steal_pct,
+      and the figures of repeated rounds go to OUT/discarded.txt.
       A busy neighbour delays every wake-up of this VM's CPUs, so such runs measure the host.
 --quick = --rounds 3 --duration 2 --modes everysec --mem-count 1000000
           --workloads "xadd-p16 xrange xreadgroup xread-latency pubsub-10"
@@ -114,6 +115,7 @@ OUT="${OUT:-$(mktemp -d /tmp/sluice-compare.XXXXXX)}"
 mkdir -p "$OUT"
 RAW="$OUT/figures.txt"
 : > "$RAW"
+: > "$OUT/discarded.txt"
 : > "$OUT/errors.txt"
 REDIS_PORT=$PORT_BASE
 SLUICE_PORT=$((PORT_BASE + 1))
@@ -148,8 +150,9 @@ if [ "$PIN" = 1 ]; then
 elif [ "$PIN_LOAD_THREADS" = 1 ]; then
   NCPU=$(nproc)
   # Tokio names its worker threads tokio-rt-worker (tokio-runtime-worker, cut to 15 bytes,
-  # in older versions); the tool has no blocking-pool threads, which would share the name. The runtime starts its
-  # workers before the tool connects, so 50 ms is well inside the warm-up second.
+  # in older versions); the tool has no blocking-pool threads, which would share the name.
+  # The runtime starts its workers before the tool connects, so 50 ms is well inside the
+  # warm-up second.
   LOAD() {
     "$LOAD_BIN" "${LOAD_ARGS[@]}" "$@" &
     local pid=$! cpu=0 pinned=0 task
@@ -303,6 +306,7 @@ for mode in $MODES; do
           cat "$OUT/round.txt" >>"$RAW"
           break
         fi
+        cat "$OUT/round.txt" >>"$OUT/discarded.txt"
         log "  host steal above $MAX_STEAL % ($stolen ): round repeated"
       done
     done
