@@ -1,5 +1,5 @@
-//! Black-box tests of the server commands (COMMAND, INFO, CONFIG, TIME, SHUTDOWN, DEBUG
-//! RELOAD, MONITOR), start-up configuration, the banner, and graceful shutdown on signals.
+//! Black-box tests of the server commands (COMMAND, INFO, CONFIG, TIME, LASTSAVE, SHUTDOWN,
+//! DEBUG RELOAD, MONITOR), start-up configuration, the banner, and graceful shutdown on signals.
 
 mod common;
 
@@ -184,6 +184,34 @@ fn time_and_unsupported_commands() {
         c.cmd("DEBUG SEGFAULT"),
         "-ERR Unknown subcommand or wrong number of arguments for 'SEGFAULT'. Try DEBUG HELP.\r\n"
     );
+}
+
+/// LASTSAVE is the server's start (Redis with AOF only and no RDB save answers the same),
+/// does not move with writes, and agrees with INFO's `rdb_last_save_time`.
+#[test]
+fn lastsave_is_the_start_and_matches_info() {
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let before = now();
+    let s = Server::start();
+    let mut c = s.raw();
+    let at = int(&c.cmd("LASTSAVE"));
+    assert!(before - 1 <= at && at <= now(), "{before} {at}");
+    c.cmd("XADD s 1-1 a 1");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(int(&c.cmd("LASTSAVE")), at);
+    let info = c.cmd("INFO persistence");
+    assert!(
+        info.contains(&format!("rdb_last_save_time:{at}\r\n")),
+        "{info}"
+    );
+    assert!(c
+        .cmd("LASTSAVE x")
+        .starts_with("-ERR wrong number of arguments"));
 }
 
 #[test]

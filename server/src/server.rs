@@ -46,6 +46,8 @@ pub struct Shared {
     pub shutdown: crate::shutdown::Shutdown,
     /// When the server started (INFO uptime).
     pub started: Instant,
+    /// The same moment as Unix seconds (LASTSAVE), read once so that it never moves.
+    pub started_unix: u64,
     /// Connections between reading a request and sending its reply: with more than one,
     /// a connection about to flush buffered appends yields first so the others' appends
     /// join the same write (see `Conn::await_written`).
@@ -136,6 +138,9 @@ impl Shared {
             watches: Default::default(),
             shutdown: Default::default(),
             started: Instant::now(),
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             busy_clients: Default::default(),
             append_waits: Default::default(),
             recovery: Mutex::new(report),

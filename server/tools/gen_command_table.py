@@ -11,7 +11,7 @@ FAMILIES = {
              "pexpireat expiretime pexpiretime ttl pttl persist touch dbsize randomkey flushdb "
              "flushall").split(),
     "Transaction": "multi exec discard watch unwatch".split(),
-    "Server": "command info config time shutdown debug monitor wait role".split(),
+    "Server": "command info config time lastsave shutdown debug monitor wait role".split(),
     "Stream": ("xadd xrange xrevrange xread xreadgroup xack xpending xclaim xautoclaim xtrim "
                "xdel xlen xinfo xgroup xsetid").split(),
     "PubSub": ("subscribe unsubscribe psubscribe punsubscribe publish pubsub ssubscribe "

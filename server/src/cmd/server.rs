@@ -27,6 +27,9 @@ pub enum ServerCommand {
     ConfigResetStat,
     ConfigHelp,
     Time,
+    /// LASTSAVE: with no RDB snapshots, the start of the server, as Redis answers with AOF
+    /// only (`save ""`): every write is persisted as it happens, by the fsync policy.
+    LastSave,
     Shutdown {
         abort: bool,
     },
@@ -106,6 +109,7 @@ pub fn parse(name: &str, args: &[Bytes]) -> Result<ServerCommand, Reply> {
             _ => ServerCommand::ConfigHelp,
         },
         "time" => ServerCommand::Time,
+        "lastsave" => ServerCommand::LastSave,
         "shutdown" => {
             let mut abort = false;
             for a in args {
@@ -202,6 +206,7 @@ pub fn execute(
                 Reply::bulk(now.subsec_micros().to_string().into_bytes()),
             ])
         }
+        ServerCommand::LastSave => Reply::Int(shared.started_unix as i64),
         ServerCommand::Shutdown { abort } => {
             if abort {
                 Reply::err("No shutdown in progress.")
@@ -465,6 +470,7 @@ fn section(name: &str, out: &mut String, ctx: &mut Ctx, shared: &Shared) {
             kv(out, "async_loading", &0);
             kv(out, "rdb_changes_since_last_save", &0);
             kv(out, "rdb_bgsave_in_progress", &0);
+            kv(out, "rdb_last_save_time", &shared.started_unix);
             kv(out, "rdb_last_bgsave_status", &"ok");
             kv(out, "aof_enabled", &1);
             kv(out, "aof_rewrite_in_progress", &0);
