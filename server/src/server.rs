@@ -138,9 +138,7 @@ impl Shared {
             watches: Default::default(),
             shutdown: Default::default(),
             started: Instant::now(),
-            started_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            started_unix: crate::connection::now_ms() / 1000,
             busy_clients: Default::default(),
             append_waits: Default::default(),
             recovery: Mutex::new(report),
