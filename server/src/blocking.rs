@@ -13,7 +13,7 @@ use std::fmt;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use sluice_engine::{Db, Direction, Engine, GroupStart, Lsn, StreamId};
@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use crate::cmd::stream::read::{delivery_reply, has_new_entries, keyed_reply};
 use crate::cmd::stream::{engine_error, entry_reply};
 use crate::cmd::{Effects, Outcome};
+use crate::connection::now_ms;
 use crate::reply::Reply;
 use crate::server::{lock, Shared};
 
@@ -297,13 +298,6 @@ impl Registry {
         self.blocked.fetch_sub(1, Ordering::SeqCst);
         Some(waiter)
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// Serves `waiter` from `key` if there is something for it: new entries, or (XREADGROUP) the
