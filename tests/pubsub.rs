@@ -172,6 +172,38 @@ fn fan_out_to_many_subscribers_in_order() {
     );
 }
 
+/// A publisher that pauses before each PUBLISH writes a large fan-out to the subscribers'
+/// sockets itself; sockets that fill up (nobody reads until the end) leave the rest to the
+/// subscribers' connections. Every message still arrives, whole and in order.
+#[test]
+fn an_idle_publisher_reaches_every_subscriber_in_order_through_full_sockets() {
+    let server = Server::start();
+    let n_subs = 40;
+    let n_msgs = 40;
+    let mut subs: Vec<Raw> = (0..n_subs).map(|_| Raw::connect(server.port)).collect();
+    for s in &mut subs {
+        assert_eq!(
+            s.cmd(&["SUBSCRIBE", "burst"]),
+            arr(&[bulk("subscribe"), bulk("burst"), V::Int(1)])
+        );
+    }
+    // 40 messages of 64 KiB: more than a loopback socket holds before it is read.
+    let body = |i: usize| format!("{i:05}{}", "x".repeat(64 * 1024));
+    let mut publisher = Raw::connect(server.port);
+    for i in 0..n_msgs {
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(
+            publisher.cmd(&["PUBLISH", "burst", &body(i)]),
+            V::Int(n_subs as i64)
+        );
+    }
+    for s in &mut subs {
+        for i in 0..n_msgs {
+            assert_eq!(s.read(), message("burst", &body(i)));
+        }
+    }
+}
+
 #[test]
 fn patterns_count_twice_and_carry_pattern() {
     let server = Server::start();

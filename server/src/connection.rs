@@ -219,6 +219,11 @@ struct Conn {
 /// other writer taking turns, yielding cost more than the write it saved.
 const WRITE_COMPANY: u64 = 2;
 
+/// A publisher whose connection waited at least this long for a batch of PUBLISHes is not
+/// publishing as fast as it is answered (that wait is a round trip, tens of microseconds
+/// here): the batch's deliveries are written at once (see `Session::set_input_waited`).
+const PUBLISHER_IDLE: Duration = Duration::from_millis(1);
+
 /// Why the loop stopped; an empty string means a normal close.
 type Closed = String;
 
@@ -302,11 +307,25 @@ impl Conn {
             };
             self.input.reserve(READ_CHUNK);
             self.set_busy(false);
+            // When the read first found no input: a publisher that then waited long for it
+            // is not running ahead of its deliveries. The clock is read only by a read that
+            // goes to sleep anyway.
+            let mut idle_since: Option<Instant> = None;
+            let mut read = std::pin::pin!(socket.read.read_buf(&mut self.input));
+            let read = std::future::poll_fn(|cx| {
+                let polled = std::future::Future::poll(read.as_mut(), cx);
+                if polled.is_pending() && idle_since.is_none() {
+                    idle_since = Some(Instant::now());
+                }
+                polled
+            });
             tokio::select! {
-                n = socket.read.read_buf(&mut self.input) => {
+                n = read => {
                     if parked {
                         state.pubsub.unpark();
                     }
+                    let waited = idle_since.is_some_and(|t| t.elapsed() >= PUBLISHER_IDLE);
+                    state.pubsub.set_input_waited(waited);
                     let n = n.map_err(|e| e.to_string())?;
                     if n == 0 {
                         return Ok(());

@@ -10,11 +10,16 @@
 //!   receiver's socket itself, without waiting, if the receiver's connection is parked
 //!   (waiting for input with nothing of its own to write). Redis does the same write in its
 //!   event loop. A batch reaching a few subscribers then wakes no other task, and so no other
-//!   worker thread. What a socket does not take at once, a busy connection's queue, and
-//!   every queue of a batch that reached more than [`DIRECT_MAX_FAN_OUT`] subscribers are
-//!   left to the receivers' own connections, which are woken to write them: a large fan-out
-//!   is written by every worker thread, and a subscriber behind by several batches gets them
-//!   in one write. A publisher never waits on a subscriber's socket.
+//!   worker thread. A batch reaching more, up to [`IDLE_DIRECT_MAX_FAN_OUT`], is written the
+//!   same way if the publisher's connection had waited for it
+//!   ([`Session::set_input_waited`]): a burst then costs one pass over the sockets instead
+//!   of a task wake-up per subscriber. What a socket does not
+//!   take at once, a busy connection's queue, and every queue of a batch that reached more
+//!   than [`DIRECT_MAX_FAN_OUT`] subscribers from a publisher whose input was already there
+//!   are left to the receivers' own connections, which are woken to write them: a large
+//!   fan-out under a saturating publisher is written by every worker thread, and a
+//!   subscriber behind by several batches gets them in one write. A publisher never waits on
+//!   a subscriber's socket.
 //! - A publisher does not run ever further ahead of deliveries that only wait for a CPU: if
 //!   its PUBLISHes found a subscriber still holding its earlier messages, woken for them but
 //!   not run since, the publisher's next input is read only once that connection has run
@@ -58,6 +63,12 @@ const RECV_BATCH_BYTES: usize = 64 * 1024;
 /// reached at most this many subscribers; beyond it, their connections are woken to write
 /// them, in parallel on every worker.
 pub const DIRECT_MAX_FAN_OUT: usize = 16;
+
+/// A publisher whose connection waited for its batch writes the batch's deliveries itself up
+/// to this many subscribers. At 3–10 µs per loopback write that holds its worker thread for
+/// at most about 10 ms; a larger fan-out is spread over the subscribers' connections, which
+/// every worker runs and which yield to other clients.
+pub const IDLE_DIRECT_MAX_FAN_OUT: usize = 1024;
 
 /// How long a publisher waits at most for lagging subscribers ([`Session::catch_up`]).
 const CATCH_UP_MAX: Duration = Duration::from_millis(10);
@@ -826,11 +837,17 @@ impl Wakeups {
     }
 
     /// Writes the queues of the subscribers queued to since the last call, if at most
-    /// [`DIRECT_MAX_FAN_OUT`], to their sockets where their connections are parked, and wakes
-    /// the others. Returns the bytes written.
-    fn deliver_all(&mut self, scratch: &mut BytesMut) -> u64 {
+    /// [`DIRECT_MAX_FAN_OUT`] (or [`IDLE_DIRECT_MAX_FAN_OUT`] for an `idle_publisher`), to
+    /// their sockets where their connections are parked, and wakes the others. Returns the
+    /// bytes written.
+    fn deliver_all(&mut self, scratch: &mut BytesMut, idle_publisher: bool) -> u64 {
         let mut written = 0;
-        let direct = self.subs.len() <= DIRECT_MAX_FAN_OUT;
+        let max = if idle_publisher {
+            IDLE_DIRECT_MAX_FAN_OUT
+        } else {
+            DIRECT_MAX_FAN_OUT
+        };
+        let direct = self.subs.len() <= max;
         for sub in self.subs.drain(..) {
             sub.wake_pending.store(false, Ordering::Release);
             let delivered = if direct {
@@ -1306,6 +1323,9 @@ pub struct Session {
     wakeups: Wakeups,
     /// Joins a subscriber's queued messages into one write.
     scratch: BytesMut,
+    /// This client's connection had to wait for the input it is executing: see
+    /// [`Session::set_input_waited`].
+    input_waited: bool,
 }
 
 impl fmt::Debug for Session {
@@ -1332,6 +1352,7 @@ impl Session {
             subs: Subscriptions::new(client_id),
             wakeups: Wakeups::default(),
             scratch: BytesMut::new(),
+            input_waited: false,
         }
     }
 
@@ -1398,13 +1419,25 @@ impl Session {
         if self.wakeups.is_empty() {
             return;
         }
-        let written = self.wakeups.deliver_all(&mut self.scratch);
+        let written = self
+            .wakeups
+            .deliver_all(&mut self.scratch, self.input_waited);
         if written > 0 {
             self.shared
                 .stats
                 .net_output_bytes
                 .fetch_add(written, Ordering::Relaxed);
         }
+    }
+
+    /// Whether this client's connection had to wait for the input it executes next. If it
+    /// did, the server was idle as far as this publisher goes, and the batch's deliveries
+    /// are written by it at once, up to [`IDLE_DIRECT_MAX_FAN_OUT`] subscribers (Redis'
+    /// order: one write each, in one pass). If its input was already there, it is
+    /// publishing as fast as it is answered, and a fan-out beyond [`DIRECT_MAX_FAN_OUT`] is
+    /// left to the subscribers' connections, which coalesce batches.
+    pub fn set_input_waited(&mut self, waited: bool) {
+        self.input_waited = waited;
     }
 
     /// Before this client's next input is read: waits until the subscribers its PUBLISHes
@@ -2075,11 +2108,17 @@ mod tests {
     /// Publishes each message with deferred wake-ups, then delivers as a publisher's end of
     /// batch does.
     fn publish_batch(hub: &Hub, channel: &str, msgs: &[&str]) -> u64 {
+        publish_batch_after(hub, channel, msgs, false)
+    }
+
+    /// [`publish_batch`] by a publisher whose connection had (`waited`) or had not to wait
+    /// for the batch.
+    fn publish_batch_after(hub: &Hub, channel: &str, msgs: &[&str], waited: bool) -> u64 {
         let mut w = Wakeups::default();
         for m in msgs {
             hub.publish_deferred(channel.as_bytes(), m.as_bytes(), &mut w);
         }
-        w.deliver_all(&mut BytesMut::new())
+        w.deliver_all(&mut BytesMut::new(), waited)
     }
 
     #[test]
@@ -2212,6 +2251,48 @@ mod tests {
             DIRECT_MAX_FAN_OUT * m.len()
         );
         assert!(subs.iter().all(|s| s.queued_bytes() == 0));
+    }
+
+    #[test]
+    fn a_publisher_that_waited_for_its_batch_writes_a_larger_fan_out() {
+        let hub = Hub::default();
+        let out = fake(usize::MAX);
+        let subs: Vec<_> = (0..4 * DIRECT_MAX_FAN_OUT as u64)
+            .map(|id| direct_subscriber(&hub, id, "c", &out))
+            .collect();
+        for s in &subs {
+            assert_eq!(s.sub.park(), Ok(true));
+        }
+        let m = message_bytes("c", "x");
+        let written = publish_batch_after(&hub, "c", &["x"], true);
+        assert_eq!(written, (subs.len() * m.len()) as u64);
+        assert_eq!(out.calls.load(Ordering::Relaxed), subs.len() as u64);
+        assert!(subs.iter().all(|s| s.queued_bytes() == 0));
+        // Parked still: the next batch goes the same way, unless its input was already
+        // there, when it is left to the connections.
+        publish_batch_after(&hub, "c", &["y"], false);
+        assert_eq!(out.calls.load(Ordering::Relaxed), subs.len() as u64);
+        for s in &subs {
+            assert_eq!(drain(s), message_bytes("c", "y"));
+        }
+        // Beyond the idle bound, the connections write it whether or not the publisher
+        // waited.
+        let mut subs = subs;
+        subs.extend(
+            (subs.len()..=IDLE_DIRECT_MAX_FAN_OUT)
+                .map(|id| direct_subscriber(&hub, id as u64, "c", &out)),
+        );
+        for s in &subs {
+            assert_eq!(s.sub.park(), Ok(true));
+        }
+        publish_batch_after(&hub, "c", &["z"], true);
+        assert_eq!(
+            out.calls.load(Ordering::Relaxed),
+            4 * DIRECT_MAX_FAN_OUT as u64
+        );
+        for s in &subs {
+            assert_eq!(drain(s), message_bytes("c", "z"));
+        }
     }
 
     #[test]
