@@ -13,13 +13,13 @@
 //!   worker thread. A batch reaching more, up to [`IDLE_DIRECT_MAX_FAN_OUT`], is written the
 //!   same way if the publisher's connection had waited for it
 //!   ([`Session::set_input_waited`]): a burst then costs one pass over the sockets instead
-//!   of a task wake-up per subscriber. What a socket does not
-//!   take at once, a busy connection's queue, and every queue of a batch that reached more
-//!   than [`DIRECT_MAX_FAN_OUT`] subscribers from a publisher whose input was already there
-//!   are left to the receivers' own connections, which are woken to write them: a large
-//!   fan-out under a saturating publisher is written by every worker thread, and a
-//!   subscriber behind by several batches gets them in one write. A publisher never waits on
-//!   a subscriber's socket.
+//!   of a task wake-up per subscriber. What a socket does not take at once, a busy
+//!   connection's queue, and every queue of a batch that reached more than
+//!   [`DIRECT_MAX_FAN_OUT`] subscribers from a publisher whose input was already there are
+//!   left to the receivers' own connections, which are woken to write them: a large fan-out
+//!   under a saturating publisher is written by every worker thread, and a subscriber behind
+//!   by several batches gets them in one write. A publisher never waits on a subscriber's
+//!   socket.
 //! - A publisher does not run ever further ahead of deliveries that only wait for a CPU: if
 //!   its PUBLISHes found a subscriber still holding its earlier messages, woken for them but
 //!   not run since, the publisher's next input is read only once that connection has run
