@@ -142,23 +142,29 @@ fn message(channel: &str, msg: &str) -> V {
     arr(&[bulk("message"), bulk(channel), bulk(msg)])
 }
 
+/// `n` connections, each subscribed to `channel` (its confirmation checked).
+fn subscribers(port: u16, n: usize, channel: &str) -> Vec<Raw> {
+    let mut subs: Vec<Raw> = (0..n).map(|_| Raw::connect(port)).collect();
+    for s in &mut subs {
+        assert_eq!(
+            s.cmd(&["SUBSCRIBE", channel]),
+            arr(&[bulk("subscribe"), bulk(channel), V::Int(1)])
+        );
+    }
+    subs
+}
+
 #[test]
 fn fan_out_to_many_subscribers_in_order() {
     let server = Server::start();
     let n_subs = 200;
     let n_msgs = 50;
-    let mut subs: Vec<Raw> = (0..n_subs).map(|_| Raw::connect(server.port)).collect();
-    for s in &mut subs {
-        assert_eq!(
-            s.cmd(&["SUBSCRIBE", "fan"]),
-            arr(&[bulk("subscribe"), bulk("fan"), V::Int(1)])
-        );
-    }
+    let mut subs = subscribers(server.port, n_subs, "fan");
     let mut publisher = Raw::connect(server.port);
     for i in 0..n_msgs {
         assert_eq!(
             publisher.cmd(&["PUBLISH", "fan", &format!("m{i}")]),
-            V::Int(n_subs)
+            V::Int(n_subs as i64)
         );
     }
     for s in &mut subs {
@@ -168,7 +174,7 @@ fn fan_out_to_many_subscribers_in_order() {
     }
     assert_eq!(
         publisher.cmd(&["PUBSUB", "NUMSUB", "fan", "none"]),
-        arr(&[bulk("fan"), V::Int(n_subs), bulk("none"), V::Int(0)])
+        arr(&[bulk("fan"), V::Int(n_subs as i64), bulk("none"), V::Int(0)])
     );
 }
 
@@ -180,13 +186,7 @@ fn an_idle_publisher_reaches_every_subscriber_in_order_through_full_sockets() {
     let server = Server::start();
     let n_subs = 40;
     let n_msgs = 40;
-    let mut subs: Vec<Raw> = (0..n_subs).map(|_| Raw::connect(server.port)).collect();
-    for s in &mut subs {
-        assert_eq!(
-            s.cmd(&["SUBSCRIBE", "burst"]),
-            arr(&[bulk("subscribe"), bulk("burst"), V::Int(1)])
-        );
-    }
+    let mut subs = subscribers(server.port, n_subs, "burst");
     // 40 messages of 64 KiB: more than a loopback socket holds before it is read.
     let body = |i: usize| format!("{i:05}{}", "x".repeat(64 * 1024));
     let mut publisher = Raw::connect(server.port);
