@@ -205,16 +205,6 @@ pub fn execute(cmd: KeysCommand, ctx: &mut Ctx) -> Outcome {
 /// RANDOMKEY's random draws before it looks for any live key in order.
 const RANDOMKEY_DRAWS: usize = 100;
 
-/// A fresh pseudo-random number: a counter hashed with keys the OS seeded.
-fn random_u64() -> u64 {
-    use std::hash::BuildHasher;
-    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
-        std::sync::OnceLock::new();
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    KEYS.get_or_init(Default::default).hash_one(n)
-}
-
 /// Whether a key exists and has not expired.
 fn alive(ctx: &Ctx, key: &[u8]) -> bool {
     if ctx.engine.stream(ctx.db, key).is_none() {
@@ -385,7 +375,7 @@ fn run(cmd: KeysCommand, ctx: &mut Ctx) -> Result<Reply, Reply> {
             // them; the expiry cycle does that here), then settles for any live key.
             let mut pick = None;
             for _ in 0..RANDOMKEY_DRAWS {
-                match ctx.engine.key_from_seed(db, random_u64()) {
+                match ctx.engine.key_from_seed(db, super::random_u64()) {
                     None => break,
                     Some(k) if alive(ctx, k) => {
                         pick = Some(Bytes::copy_from_slice(k));

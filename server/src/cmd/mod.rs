@@ -167,6 +167,17 @@ pub fn engine_error(e: &sluice_engine::Error) -> Reply {
 }
 
 /// The error for writes refused after a failed fsync, worded as Redis' AOF write error.
+/// A fresh pseudo-random number: a counter hashed with keys the OS seeded (RANDOMKEY's
+/// draws, INFO's run_id). Not for secrets.
+pub fn random_u64() -> u64 {
+    use std::hash::BuildHasher;
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    KEYS.get_or_init(Default::default).hash_one(n)
+}
+
 pub fn misconf(why: &str) -> Reply {
     Reply::Error(format!("MISCONF Errors writing to the AOF file: {why}"))
 }

@@ -622,14 +622,9 @@ fn section(name: &str, out: &mut String, ctx: &mut Ctx, shared: &Shared) {
 fn run_id() -> String {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
-        let mut s = String::with_capacity(40);
-        // std's RandomState is seeded from the OS: good enough for an identifier.
-        use std::hash::{BuildHasher, Hasher};
+        let mut s = String::with_capacity(48);
         for _ in 0..3 {
-            let h = std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish();
-            let _ = write!(s, "{h:016x}");
+            let _ = write!(s, "{:016x}", super::random_u64());
         }
         s.truncate(40);
         s
