@@ -13,8 +13,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use crate::client::ClientHandle;
+use crate::cmd::pubsub::PubSubCommand;
 use crate::cmd::stream::{write, StreamCommand};
 use crate::cmd::{self, Command, Ctx, Effects, Outcome};
+use crate::pubsub::PublishRun;
 use crate::reply::{Protocol, Reply};
 use crate::resp::{Limits, Parser};
 use crate::server::{lock, EngineGuard, Shared};
@@ -495,6 +497,8 @@ impl Conn {
         let mut executed = 0;
         // Consecutive XADDs to one key, written together when the run ends.
         let mut run = Vec::new();
+        // Consecutive PUBLISHes to one channel, the same way.
+        let mut publishes = PublishRun::default();
         let batch = loop {
             if state.handle.is_killed() || shared.shutdown.is_triggered() {
                 break Batch::Close;
@@ -509,6 +513,9 @@ impl Conn {
                 Ok((Command::Stream(StreamCommand::Add(add)), spec))
                     if self.joins_xadd_run(&shared, state, &add, notify) =>
                 {
+                    if !publishes.is_empty() {
+                        self.run_publishes(&shared, state, &mut publishes, &mut engine);
+                    }
                     if run.first().is_some_and(|r: &write::Add| r.key != add.key) {
                         self.run_xadds(&shared, state, &mut run, &mut engine, &mut effects);
                     }
@@ -520,10 +527,35 @@ impl Conn {
                     }
                     continue;
                 }
+                Ok((
+                    Command::PubSub(PubSubCommand::Publish {
+                        kind,
+                        channel,
+                        message,
+                    }),
+                    spec,
+                )) if Self::joins_publish_run(state) => {
+                    if !run.is_empty() {
+                        self.run_xadds(&shared, state, &mut run, &mut engine, &mut effects);
+                    }
+                    if !publishes.admits(kind, &channel) {
+                        self.run_publishes(&shared, state, &mut publishes, &mut engine);
+                    }
+                    self.note_request(state, Some(spec), &args);
+                    publishes.push(kind, channel, message);
+                    executed += 1;
+                    if executed >= MAX_BATCH {
+                        break Batch::More;
+                    }
+                    continue;
+                }
                 other => other,
             };
             if !run.is_empty() {
                 self.run_xadds(&shared, state, &mut run, &mut engine, &mut effects);
+            }
+            if !publishes.is_empty() {
+                self.run_publishes(&shared, state, &mut publishes, &mut engine);
             }
             let config = parsed.as_ref().is_ok_and(|(_, spec)| spec.name == "config");
             let step = self.start(&shared, state, args, parsed, &mut engine, &mut effects);
@@ -551,6 +583,10 @@ impl Conn {
             self.run_xadds(&shared, state, &mut run, &mut engine, &mut effects);
             self.after_request(state);
         }
+        if !publishes.is_empty() {
+            self.run_publishes(&shared, state, &mut publishes, &mut engine);
+            self.after_request(state);
+        }
         drop(engine);
         self.after_execute(state, &effects);
         batch
@@ -575,6 +611,38 @@ impl Conn {
             && !add.nomkstream
             && !notify
             && shared.blocking.blocked_clients() == 0
+    }
+
+    /// Whether a parsed PUBLISH may wait in a run: `start` would execute it at once (no
+    /// MULTI, authenticated, replies on), and the client subscribes to nothing (its own
+    /// messages would otherwise have to precede each reply, and RESP2 subscribed mode
+    /// refuses PUBLISH).
+    fn joins_publish_run(state: &ClientState) -> bool {
+        state.multi.is_none()
+            && state.authenticated
+            && state.reply_mode == ReplyMode::On
+            && !state.pubsub.is_subscribed()
+    }
+
+    /// Executes a run of PUBLISHes to one channel together and writes their replies in
+    /// order.
+    fn run_publishes(
+        &mut self,
+        shared: &Arc<Shared>,
+        state: &mut ClientState,
+        run: &mut PublishRun,
+        engine: &mut Option<EngineGuard<'_>>,
+    ) {
+        // Pub/sub needs no engine: run it outside the engine lock.
+        *engine = None;
+        let name = run.command_name();
+        let started = Instant::now();
+        let counts = state.pubsub.publish_run(run);
+        let per_call = started.elapsed() / u32::try_from(counts.len()).unwrap_or(u32::MAX).max(1);
+        for count in counts {
+            Stats::call_took(shared, name, per_call, false);
+            self.reply(state, Reply::Int(count as i64));
+        }
     }
 
     /// Executes a run of XADDs with one engine call and writes their replies in order.

@@ -6,6 +6,11 @@
 //!   RESP3 `>3` push; a `pmessage` once per matching pattern) and the same [`Bytes`] is queued
 //!   to every receiver. Each subscriber has a queue that its connection drains
 //!   ([`Session::take_into`]), so a slow reader costs the publisher one push.
+//! - Consecutive PUBLISHes to one channel in a client's pipeline are executed together
+//!   ([`Hub::publish_run`]): each receiver gets them as one item, encoded once for all, so a
+//!   batch costs a lock and a wake-up flag per receiver, not per message. Where a pattern
+//!   matches the channel they go one by one, which keeps each `message` before its
+//!   `pmessage`.
 //! - At the end of its batch of PUBLISHes, the publisher writes a receiver's queue to that
 //!   receiver's socket itself, without waiting, if the receiver's connection is parked
 //!   (waiting for input with nothing of its own to write). Redis does the same write in its
@@ -224,14 +229,50 @@ impl Hub {
         wakeups: &mut Wakeups,
     ) -> usize {
         let state = self.read();
-        let Some(set) = state.shard_channels.get(channel) else {
-            return 0;
+        self.spublish_locked(&state, channel, message, wakeups)
+    }
+
+    /// A run of PUBLISHes (or SPUBLISHes for [`Kind::Shard`]) to one channel from one
+    /// client's pipeline, under one read lock; returns each one's receivers. Where no pattern
+    /// matches the channel, each receiver gets the whole run as one queued item: one lock,
+    /// one wake-up flag and one reference count per receiver instead of one per message, in
+    /// the same order. With patterns (a receiver may get both `message` and `pmessage` for
+    /// each publish, in that order) the messages are published one by one.
+    pub fn publish_run(
+        &self,
+        kind: Kind,
+        channel: &[u8],
+        messages: &[Bytes],
+        wakeups: &mut Wakeups,
+    ) -> Vec<usize> {
+        let state = self.read();
+        let mut counts = vec![0; messages.len()];
+        let (set, word): (_, &'static [u8]) = match kind {
+            Kind::Shard => (state.shard_channels.get(channel), b"smessage"),
+            _ => (state.channels.get(channel), b"message"),
+        };
+        if messages.len() < 2 || (kind != Kind::Shard && state.patterns.any_match(channel)) {
+            for (count, message) in counts.iter_mut().zip(messages) {
+                *count = match kind {
+                    Kind::Shard => self.spublish_locked(&state, channel, message, wakeups),
+                    _ => self.publish_locked(&state, channel, message, false, wakeups),
+                };
+            }
+            return counts;
+        }
+        let Some(set) = set else {
+            return counts;
         };
         let limit = self.output_limit();
-        let mut msg = Encoded::new(b"smessage", None, channel, message);
-        set.iter()
-            .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit, false, wakeups))
-            .count()
+        let mut run = EncodedRun::new(word, channel, messages);
+        for sub in set.iter() {
+            let (item, sizes) = run.get(sub.protocol());
+            let took = self.push(sub, item, sizes, &limit, false, wakeups);
+            for count in &mut counts[..took] {
+                *count += 1;
+            }
+        }
+        counts
     }
 
     /// Publishes keyspace notifications (`__keyspace@<db>__:<key>` / `__keyevent@<db>__:<event>`)
@@ -288,6 +329,23 @@ impl Hub {
         self.read().patterns.len()
     }
 
+    fn spublish_locked(
+        &self,
+        state: &State,
+        channel: &[u8],
+        message: &[u8],
+        wakeups: &mut Wakeups,
+    ) -> usize {
+        let Some(set) = state.shard_channels.get(channel) else {
+            return 0;
+        };
+        let limit = self.output_limit();
+        let mut msg = Encoded::new(b"smessage", None, channel, message);
+        set.iter()
+            .filter(|sub| self.push_one(sub, msg.get(sub.protocol()), &limit, false, wakeups))
+            .count()
+    }
+
     /// `notice`: a keyspace notification (see [`Taken::Notifications`]).
     fn publish_locked(
         &self,
@@ -303,22 +361,21 @@ impl Hub {
             let mut msg = Encoded::new(b"message", None, channel, message);
             receivers += set
                 .iter()
-                .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit, notice, wakeups))
+                .filter(|sub| self.push_one(sub, msg.get(sub.protocol()), &limit, notice, wakeups))
                 .count();
         }
         state.patterns.for_each_match(channel, |pattern, set| {
             let mut msg = Encoded::new(b"pmessage", Some(pattern), channel, message);
             receivers += set
                 .iter()
-                .filter(|sub| self.push(sub, msg.get(sub.protocol()), &limit, notice, wakeups))
+                .filter(|sub| self.push_one(sub, msg.get(sub.protocol()), &limit, notice, wakeups))
                 .count();
         });
         receivers
     }
 
-    /// Queues one item to `sub`, applying the output limit; its wake-up goes to `wakeups`.
-    /// False if `sub` is closed.
-    fn push(
+    /// Queues one message to `sub` (see [`Hub::push`]). False if `sub` is closed.
+    fn push_one(
         &self,
         sub: &Arc<Subscriber>,
         item: &Bytes,
@@ -326,16 +383,32 @@ impl Hub {
         notice: bool,
         wakeups: &mut Wakeups,
     ) -> bool {
-        match sub.push(item.clone(), limit, notice) {
+        self.push(sub, item, &[item.len()], limit, notice, wakeups) > 0
+    }
+
+    /// Queues `item`, the messages of sizes `sizes` one after the other, to `sub`, applying
+    /// the output limit; its wake-up goes to `wakeups`. Returns how many of the messages
+    /// count `sub` as a receiver: all of them, none if it was closed, or those up to the one
+    /// that took it over its limit.
+    fn push(
+        &self,
+        sub: &Arc<Subscriber>,
+        item: &Bytes,
+        sizes: &[usize],
+        limit: &OutputLimit,
+        notice: bool,
+        wakeups: &mut Wakeups,
+    ) -> usize {
+        match sub.push(item.clone(), sizes, limit, notice) {
             Push::Queued { lagging } => {
                 wakeups.add(sub, lagging);
-                true
+                sizes.len()
             }
-            Push::Closed => false,
-            Push::CutOff => {
+            Push::Closed => 0,
+            Push::CutOff { at } => {
                 self.disconnections.fetch_add(1, Ordering::Relaxed);
                 // Redis counts a receiver it scheduled to close in the same call.
-                true
+                at + 1
             }
         }
     }
@@ -387,6 +460,52 @@ impl<'a> Encoded<'a> {
     }
 }
 
+/// A run of messages to one channel encoded lazily, at most once per protocol, into one
+/// buffer, with each message's encoded size (the same in both protocols).
+struct EncodedRun<'a> {
+    kind: &'static [u8],
+    channel: &'a [u8],
+    messages: &'a [Bytes],
+    sizes: Vec<usize>,
+    resp2: Option<Bytes>,
+    resp3: Option<Bytes>,
+}
+
+impl<'a> EncodedRun<'a> {
+    fn new(kind: &'static [u8], channel: &'a [u8], messages: &'a [Bytes]) -> Self {
+        EncodedRun {
+            kind,
+            channel,
+            messages,
+            sizes: Vec::new(),
+            resp2: None,
+            resp3: None,
+        }
+    }
+
+    fn get(&mut self, proto: Protocol) -> (&Bytes, &[usize]) {
+        let (kind, channel, messages, sizes) =
+            (self.kind, self.channel, self.messages, &mut self.sizes);
+        let slot = match proto {
+            Protocol::Resp2 => &mut self.resp2,
+            Protocol::Resp3 => &mut self.resp3,
+        };
+        let item = slot.get_or_insert_with(|| {
+            let parts = |m: &'a Bytes| [Some(kind), None, Some(channel), Some(&m[..])];
+            let size = messages.iter().map(|m| message_size(&parts(m))).sum();
+            let mut out = BytesMut::with_capacity(size);
+            sizes.clear();
+            for message in messages {
+                let before = out.len();
+                put_message(&mut out, proto, &parts(message));
+                sizes.push(out.len() - before);
+            }
+            out.freeze()
+        });
+        (item, sizes)
+    }
+}
+
 /// `*3 message <channel> <message>` (`>` under RESP3), or `*4 pmessage <pattern> ...`, encoded
 /// into one exactly-sized buffer.
 pub fn encode_message(
@@ -397,19 +516,28 @@ pub fn encode_message(
     message: &[u8],
 ) -> Bytes {
     let parts: [Option<&[u8]>; 4] = [Some(kind), pattern, Some(channel), Some(message)];
-    let size: usize = 4 + parts.iter().flatten().map(|p| p.len() + 16).sum::<usize>();
-    let mut out = BytesMut::with_capacity(size);
+    let mut out = BytesMut::with_capacity(message_size(&parts));
+    put_message(&mut out, proto, &parts);
+    out.freeze()
+}
+
+/// An upper bound of the encoded size of a message of these parts.
+fn message_size(parts: &[Option<&[u8]>; 4]) -> usize {
+    4 + parts.iter().flatten().map(|p| p.len() + 16).sum::<usize>()
+}
+
+/// Appends the message of these parts (kind, pattern, channel, message) to `out`.
+fn put_message(out: &mut BytesMut, proto: Protocol, parts: &[Option<&[u8]>; 4]) {
     out.put_u8(if proto == Protocol::Resp3 { b'>' } else { b'*' });
-    out.put_u8(if pattern.is_some() { b'4' } else { b'3' });
+    out.put_u8(if parts[1].is_some() { b'4' } else { b'3' });
     out.put_slice(b"\r\n");
     for part in parts.iter().flatten() {
         out.put_u8(b'$');
-        crate::reply::put_int(&mut out, i64::try_from(part.len()).unwrap_or(i64::MAX));
+        crate::reply::put_int(out, i64::try_from(part.len()).unwrap_or(i64::MAX));
         out.put_slice(b"\r\n");
         out.put_slice(part);
         out.put_slice(b"\r\n");
     }
-    out.freeze()
 }
 
 /// One connection's queue of encoded messages, shared between the hub (which pushes) and the
@@ -451,6 +579,24 @@ struct Queue {
 }
 
 impl Queue {
+    /// Counts `size` more bytes queued; true if that takes the queue over `limit`: its hard
+    /// limit, or its soft limit for longer than the soft limit's seconds.
+    fn over_limit_with(&mut self, size: usize, limit: &OutputLimit) -> bool {
+        self.bytes += size as u64;
+        if !limit.over_soft(self.bytes) {
+            self.soft_since = None;
+            return limit.over_hard(self.bytes);
+        }
+        let over_soft = match self.soft_since {
+            None => {
+                self.soft_since = Some(Instant::now());
+                false
+            }
+            Some(since) => since.elapsed().as_secs() > limit.soft_seconds,
+        };
+        over_soft || limit.over_hard(self.bytes)
+    }
+
     /// Parked with items queued: the connection was woken to take them and has not run
     /// since (see [`Wakeups::lagging`]).
     fn waits_for_connection(&self) -> bool {
@@ -540,8 +686,9 @@ enum Push {
     Queued { lagging: bool },
     /// The subscriber was already cut off.
     Closed,
-    /// This push took the subscriber over its limit: it is now cut off.
-    CutOff,
+    /// The item's message `at` (counting from 0) took the subscriber over its limit: it is
+    /// now cut off.
+    CutOff { at: usize },
 }
 
 impl Subscriber {
@@ -568,42 +715,32 @@ impl Subscriber {
         QueueGuard(self.queue.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Queues `item`, then applies Redis' `checkClientOutputBufferLimits`: over the hard limit,
-    /// or over the soft limit for more than its seconds, cuts the subscriber off. The caller
-    /// wakes the subscriber for a queued item (see [`Wakeups`]).
-    fn push(&self, item: Bytes, limit: &OutputLimit, notice: bool) -> Push {
+    /// Queues `item`, the messages of sizes `sizes` one after the other, applying Redis'
+    /// `checkClientOutputBufferLimits` after each: over the hard limit, or over the soft
+    /// limit for more than its seconds, cuts the subscriber off. The caller wakes the
+    /// subscriber for a queued item (see [`Wakeups`]).
+    fn push(&self, item: Bytes, sizes: &[usize], limit: &OutputLimit, notice: bool) -> Push {
+        debug_assert_eq!(sizes.iter().sum::<usize>(), item.len());
         let mut q = self.lock();
         if q.closed {
             return Push::Closed;
         }
-        q.notice |= notice;
         let lagging = q.waits_for_connection();
-        q.bytes += item.len() as u64;
-        q.items.push_back(item);
-        let over_hard = limit.over_hard(q.bytes);
-        let mut over_soft = false;
-        if limit.over_soft(q.bytes) {
-            match q.soft_since {
-                None => q.soft_since = Some(Instant::now()),
-                Some(since) => over_soft = since.elapsed().as_secs() > limit.soft_seconds,
-            }
-        } else {
-            q.soft_since = None;
-        }
-        let cut = over_hard || over_soft;
-        if cut {
+        if let Some(at) = sizes
+            .iter()
+            .position(|&size| q.over_limit_with(size, limit))
+        {
             q.closed = true;
             q.items = VecDeque::new();
             q.bytes = 0;
-        }
-        drop(q);
-        if cut {
+            drop(q);
             self.notify.notify_one();
             self.cut_notify.notify_waiters();
-            Push::CutOff
-        } else {
-            Push::Queued { lagging }
+            return Push::CutOff { at };
         }
+        q.notice |= notice;
+        q.items.push_back(item);
+        Push::Queued { lagging }
     }
 
     /// Appends queued items to `out`, up to about [`RECV_BATCH_BYTES`] (at least one).
@@ -1071,6 +1208,15 @@ impl PatternIndex {
         }
     }
 
+    /// Whether any pattern matches `channel`.
+    fn any_match(&self, channel: &[u8]) -> bool {
+        let mut any = false;
+        if self.count > 0 {
+            self.for_each_match(channel, |_, _| any = true);
+        }
+        any
+    }
+
     /// Calls `f` for every pattern matching `channel`, with its subscribers.
     fn for_each_match(&self, channel: &[u8], mut f: impl FnMut(&[u8], &SubscriberSet)) {
         let mut visit = |node: &TrieNode| {
@@ -1148,7 +1294,7 @@ impl Subscriptions {
             name,
             Reply::Int(self.count(kind) as i64),
         ]);
-        hub.push(
+        hub.push_one(
             &self.sub,
             &reply.to_bytes(self.sub.protocol()),
             limit,
@@ -1314,6 +1460,60 @@ impl CutOffSignal {
     }
 }
 
+/// Consecutive PUBLISHes (or SPUBLISHes) to one channel in a client's pipeline, gathered to
+/// be executed together by [`Session::publish_run`].
+#[derive(Debug)]
+pub struct PublishRun {
+    kind: Kind,
+    channel: Bytes,
+    messages: Vec<Bytes>,
+    /// Bytes of `messages`: a run ends at about [`RECV_BATCH_BYTES`], so what a subscriber
+    /// gets as one item stays about what its connection takes at once.
+    bytes: usize,
+}
+
+impl Default for PublishRun {
+    fn default() -> Self {
+        PublishRun {
+            kind: Kind::Channel,
+            channel: Bytes::new(),
+            messages: Vec::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl PublishRun {
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Whether a publish of `kind` to `channel` may join the run: it is empty, or of the same
+    /// channel and not full.
+    pub fn admits(&self, kind: Kind, channel: &[u8]) -> bool {
+        self.messages.is_empty()
+            || (self.kind == kind && self.channel == channel && self.bytes < RECV_BATCH_BYTES)
+    }
+
+    /// The commandstats name of the run's commands.
+    pub fn command_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Shard => "spublish",
+            _ => "publish",
+        }
+    }
+
+    /// Adds a publish; the caller has checked [`PublishRun::admits`].
+    pub fn push(&mut self, kind: Kind, channel: Bytes, message: Bytes) {
+        if self.messages.is_empty() {
+            self.kind = kind;
+            self.channel = channel;
+        }
+        self.bytes += message.len();
+        self.messages.push(message);
+    }
+}
+
 /// One connection's subscriptions and its queue of messages to deliver. Dropping it
 /// unsubscribes from everything.
 pub struct Session {
@@ -1405,6 +1605,18 @@ impl Session {
             Kind::Shard => hub.spublish_deferred(channel, message, &mut self.wakeups),
             _ => hub.publish_deferred(channel, message, &mut self.wakeups),
         }
+    }
+
+    /// Executes `run`'s PUBLISHes (or SPUBLISHes) together (see [`Hub::publish_run`]),
+    /// emptying it; returns each one's receivers. Woken as [`Session::publish`]'s.
+    pub fn publish_run(&mut self, run: &mut PublishRun) -> Vec<usize> {
+        let counts =
+            self.shared
+                .hub
+                .publish_run(run.kind, &run.channel, &run.messages, &mut self.wakeups);
+        run.messages.clear();
+        run.bytes = 0;
+        counts
     }
 
     /// This client's PUBLISHes queued messages that [`Session::wake_subscribers`] has not
@@ -1640,6 +1852,115 @@ mod tests {
         // One buffer per protocol, shared by every receiver.
         assert_eq!(got[0].as_ptr(), got[2].as_ptr());
         assert_eq!(got[1].as_ptr(), got[3].as_ptr());
+    }
+
+    fn run(hub: &Hub, kind: Kind, channel: &str, msgs: &[&str]) -> Vec<usize> {
+        let msgs: Vec<Bytes> = msgs.iter().map(|m| b(m)).collect();
+        let mut wakeups = Wakeups::default();
+        hub.publish_run(kind, channel.as_bytes(), &msgs, &mut wakeups)
+    }
+
+    fn encoded(proto: Protocol, kind: &[u8], pattern: Option<&str>, chan: &str, m: &str) -> Bytes {
+        let pattern = pattern.map(str::as_bytes);
+        encode_message(proto, kind, pattern, chan.as_bytes(), m.as_bytes())
+    }
+
+    #[test]
+    fn a_run_reaches_each_subscriber_as_one_item_in_order() {
+        let hub = Hub::default();
+        let mut subs: Vec<Subscriptions> = (0..3).map(Subscriptions::new).collect();
+        subs[1].set_protocol(Protocol::Resp3);
+        for s in &mut subs {
+            s.subscribe(&hub, Kind::Channel, &[b("c")]);
+            s.subscribe(&hub, Kind::Shard, &[b("c")]);
+            drain(s);
+        }
+        let check = |kind: &[u8], msgs: &[&str]| {
+            let got: Vec<Bytes> = subs
+                .iter()
+                .map(|s| s.try_recv().unwrap().unwrap())
+                .collect();
+            for (i, got) in got.iter().enumerate() {
+                let proto = if i == 1 {
+                    Protocol::Resp3
+                } else {
+                    Protocol::Resp2
+                };
+                let mut want = BytesMut::new();
+                for m in msgs {
+                    want.put_slice(&encoded(proto, kind, None, "c", m));
+                }
+                assert_eq!(got, &want);
+            }
+            // The whole run is one queued item, shared by the receivers of a protocol.
+            assert_eq!(got[0].as_ptr(), got[2].as_ptr());
+            for s in &subs {
+                assert_eq!(s.queued_bytes(), 0);
+            }
+        };
+        assert_eq!(
+            run(&hub, Kind::Channel, "c", &["m1", "m2", "m3"]),
+            [3, 3, 3]
+        );
+        check(b"message", &["m1", "m2", "m3"]);
+        assert_eq!(run(&hub, Kind::Shard, "c", &["s1", "s2"]), [3, 3]);
+        check(b"smessage", &["s1", "s2"]);
+        assert_eq!(run(&hub, Kind::Channel, "none", &["x", "y"]), [0, 0]);
+    }
+
+    #[test]
+    fn a_run_to_a_channel_a_pattern_matches_keeps_each_message_before_its_pmessage() {
+        let hub = Hub::default();
+        let mut both = Subscriptions::new(1);
+        let mut plain = Subscriptions::new(2);
+        both.subscribe(&hub, Kind::Channel, &[b("c")]);
+        both.subscribe(&hub, Kind::Pattern, &[b("c*")]);
+        plain.subscribe(&hub, Kind::Channel, &[b("c")]);
+        drain(&both);
+        drain(&plain);
+        assert_eq!(run(&hub, Kind::Channel, "c", &["m1", "m2"]), [3, 3]);
+        let mut want = Vec::new();
+        for m in ["m1", "m2"] {
+            want.extend_from_slice(&encoded(Protocol::Resp2, b"message", None, "c", m));
+            want.extend_from_slice(&encoded(Protocol::Resp2, b"pmessage", Some("c*"), "c", m));
+        }
+        assert_eq!(drain(&both), want);
+        let mut want = Vec::new();
+        for m in ["m1", "m2"] {
+            want.extend_from_slice(&encoded(Protocol::Resp2, b"message", None, "c", m));
+        }
+        assert_eq!(drain(&plain), want);
+    }
+
+    #[test]
+    fn a_run_cuts_a_subscriber_off_at_the_message_that_takes_it_over_its_limit() {
+        let hub = Hub::default();
+        let one = encoded(Protocol::Resp2, b"message", None, "c", "m").len() as u64;
+        hub.set_output_limit(OutputLimit {
+            hard: 3 * one,
+            soft: 0,
+            soft_seconds: 0,
+        });
+        let mut empty = Subscriptions::new(1);
+        let mut behind = Subscriptions::new(2);
+        let mut reading = Subscriptions::new(3);
+        for s in [&mut empty, &mut behind, &mut reading] {
+            s.subscribe(&hub, Kind::Channel, &[b("c")]);
+            drain(s);
+        }
+        assert_eq!(hub.publish(b"c", b"m"), 3);
+        drain(&empty);
+        drain(&reading);
+        // `behind` holds one message: its second of the run reaches the limit, `empty`'s
+        // third does; as when they are published one by one, a receiver counts up to and
+        // including the message that cut it off.
+        assert_eq!(run(&hub, Kind::Channel, "c", &["m", "m"]), [3, 3]);
+        drain(&reading);
+        assert!(behind.try_recv().is_err());
+        assert_eq!(run(&hub, Kind::Channel, "c", &["m", "m"]), [2, 1]);
+        assert!(empty.try_recv().is_err());
+        assert_eq!(hub.output_limit_disconnections(), 2);
+        assert_eq!(drain(&reading).len() as u64, 2 * one);
     }
 
     #[test]

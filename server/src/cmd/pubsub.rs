@@ -13,11 +13,9 @@ pub enum PubSubCommand {
     Subscribe(Kind, Vec<Bytes>),
     /// UNSUBSCRIBE / PUNSUBSCRIBE / SUNSUBSCRIBE; no names means all of that kind.
     Unsubscribe(Kind, Vec<Bytes>),
+    /// PUBLISH ([`Kind::Channel`]) / SPUBLISH ([`Kind::Shard`]).
     Publish {
-        channel: Bytes,
-        message: Bytes,
-    },
-    SPublish {
+        kind: Kind,
         channel: Bytes,
         message: Bytes,
     },
@@ -42,11 +40,14 @@ pub fn parse(name: &str, args: &[Bytes]) -> Result<PubSubCommand, Reply> {
             let [channel, message] = args else {
                 return Err(super::wrong_arity(name));
             };
-            let (channel, message) = (channel.clone(), message.clone());
-            if name == "publish" {
-                PubSubCommand::Publish { channel, message }
-            } else {
-                PubSubCommand::SPublish { channel, message }
+            PubSubCommand::Publish {
+                kind: if name == "publish" {
+                    Kind::Channel
+                } else {
+                    Kind::Shard
+                },
+                channel: channel.clone(),
+                message: message.clone(),
             }
         }
         "pubsub" => parse_pubsub(args)?,
@@ -133,12 +134,11 @@ pub fn execute(cmd: PubSubCommand, session: &mut Session) -> Vec<Reply> {
             session.unsubscribe(kind, &names);
             return Vec::new();
         }
-        PubSubCommand::Publish { channel, message } => {
-            Reply::Int(session.publish(Kind::Channel, &channel, &message) as i64)
-        }
-        PubSubCommand::SPublish { channel, message } => {
-            Reply::Int(session.publish(Kind::Shard, &channel, &message) as i64)
-        }
+        PubSubCommand::Publish {
+            kind,
+            channel,
+            message,
+        } => Reply::Int(session.publish(kind, &channel, &message) as i64),
         PubSubCommand::Channels(kind, pattern) => Reply::Array(
             session
                 .hub()
