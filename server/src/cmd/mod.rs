@@ -166,7 +166,6 @@ pub fn engine_error(e: &sluice_engine::Error) -> Reply {
     }
 }
 
-/// The error for writes refused after a failed fsync, worded as Redis' AOF write error.
 /// A fresh pseudo-random number: a counter hashed with keys the OS seeded (RANDOMKEY's
 /// draws, INFO's run_id). Not for secrets.
 pub fn random_u64() -> u64 {
@@ -178,6 +177,7 @@ pub fn random_u64() -> u64 {
     KEYS.get_or_init(Default::default).hash_one(n)
 }
 
+/// The error for writes refused after a failed fsync, worded as Redis' AOF write error.
 pub fn misconf(why: &str) -> Reply {
     Reply::Error(format!("MISCONF Errors writing to the AOF file: {why}"))
 }
