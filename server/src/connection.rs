@@ -638,7 +638,7 @@ impl Conn {
         let name = run.command_name();
         let started = Instant::now();
         let counts = state.pubsub.publish_run(run);
-        let per_call = started.elapsed() / u32::try_from(counts.len()).unwrap_or(u32::MAX).max(1);
+        let per_call = Stats::share_of_run(started, counts.len());
         for count in counts {
             Stats::call_took(shared, name, per_call, false);
             self.reply(state, Reply::Int(count as i64));
@@ -655,7 +655,6 @@ impl Conn {
         effects: &mut Effects,
     ) {
         let run = std::mem::take(run);
-        let n = u32::try_from(run.len()).unwrap_or(u32::MAX).max(1);
         let started = Instant::now();
         let engine = engine.get_or_insert_with(|| shared.engine());
         if let Some(why) = engine.stats().poisoned {
@@ -686,7 +685,7 @@ impl Conn {
             },
         );
         self.hold_until_durable(effects.lsn);
-        let per_call = started.elapsed() / n;
+        let per_call = Stats::share_of_run(started, replies.len());
         for reply in replies {
             Stats::call_took(shared, "xadd", per_call, reply.is_error());
             self.reply(state, reply);
@@ -1401,6 +1400,11 @@ struct Stats;
 impl Stats {
     fn call(shared: &Shared, name: &str, started: Instant, failed: bool) {
         Self::call_took(shared, name, started.elapsed(), failed);
+    }
+
+    /// One command's share of a run of `n` executed together since `started`.
+    fn share_of_run(started: Instant, n: usize) -> Duration {
+        started.elapsed() / u32::try_from(n).unwrap_or(u32::MAX).max(1)
     }
 
     fn call_took(shared: &Shared, name: &str, took: Duration, failed: bool) {
