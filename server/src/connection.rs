@@ -239,8 +239,10 @@ impl Conn {
                     Batch::Idle => {
                         // End of the pipelined batch: deliver to whom its PUBLISHes reached,
                         // after the reply if it can go now (Redis' order: the client can
-                        // send its next requests meanwhile).
-                        if state.pubsub.has_deliveries() {
+                        // send its next requests meanwhile). Not if they found subscribers
+                        // still holding this client's earlier messages: then the reply
+                        // waits for those (`Session::catch_up`, below).
+                        if state.pubsub.has_deliveries() && !state.pubsub.is_ahead() {
                             self.write_ready_reply(socket);
                         }
                         state.pubsub.wake_subscribers();
@@ -275,10 +277,11 @@ impl Conn {
                     }
                 }
             }
-            self.flush(socket).await?;
             // Subscribers still waiting to take this client's earlier messages get to run
-            // before its next PUBLISHes are read.
+            // before its replies go out: a closed-loop publisher's next PUBLISHes then wait
+            // in its own process, not in this socket as if already sent.
             state.pubsub.catch_up().await;
+            self.flush(socket).await?;
             // Waiting with nothing to write, a subscriber parks: publishers write its messages
             // to its socket themselves until it wakes up.
             let parked = state.pubsub.is_subscribed() && self.park(socket, state).await?;

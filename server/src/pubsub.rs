@@ -27,10 +27,13 @@
 //!   socket.
 //! - A publisher does not run ever further ahead of deliveries that only wait for a CPU: if
 //!   its PUBLISHes found a subscriber still holding its earlier messages, woken for them but
-//!   not run since, the publisher's next input is read only once that connection has run
-//!   (or after [`CATCH_UP_MAX`]). Redis gets the same pacing from writing every subscriber
-//!   in the loop turn that read the PUBLISH; without it a closed-loop publisher fills the
-//!   queues faster than subscribers are scheduled, and delivery latency grows without bound.
+//!   not run since, the publisher's replies go out, and its next input is read, only once
+//!   that connection has run (or after [`CATCH_UP_MAX`]). Redis gets the same pacing from
+//!   writing every subscriber in the loop turn that read the PUBLISH and answers it; without
+//!   it a closed-loop publisher fills the queues faster than subscribers are scheduled, and
+//!   delivery latency grows without bound. Holding the reply, not only the next read, keeps
+//!   such a publisher's next messages in its own process during the wait instead of in the
+//!   socket, already sent as far as the sender knows.
 //! - A subscriber whose queued bytes exceed `client-output-buffer-limit pubsub` (hard, or soft
 //!   for longer than its seconds) is cut off at once: its queue is dropped and
 //!   [`Session::ready`] returns false so its connection closes. Nobody else notices.
@@ -1652,15 +1655,21 @@ impl Session {
         self.input_waited = waited;
     }
 
-    /// Before this client's next input is read: waits until the subscribers its PUBLISHes
-    /// found lagging (woken for earlier messages, their connections not run since) have
-    /// taken them, for at most [`CATCH_UP_MAX`]. A publisher in a closed loop then cannot
+    /// Before this client's replies are written and its next input is read: waits until the
+    /// subscribers its PUBLISHes found lagging (woken for earlier messages, their connections
+    /// not run since) have taken them, for at most [`CATCH_UP_MAX`]. A publisher in a closed loop then cannot
     /// run ever further ahead of deliveries that wait only for a CPU, as Redis writes every
     /// subscriber in the loop turn that read the PUBLISH. Messages still coalesce: a
     /// subscriber gets all it was queued in one write. A subscriber busy writing to its
     /// socket, or with a command of its own, is never waited for.
     pub async fn catch_up(&mut self) {
         self.wakeups.catch_up().await
+    }
+
+    /// Whether this client's PUBLISHes found subscribers lagging: its replies then wait for
+    /// [`Session::catch_up`].
+    pub fn is_ahead(&self) -> bool {
+        !self.wakeups.lagging.is_empty()
     }
 
     /// Lets publishers write this client's messages to `out`, its socket's write side, while
@@ -2188,6 +2197,60 @@ mod tests {
         hub.publish_deferred(b"c", b"m", wakeups);
         wakeups.wake_all();
         assert_eq!(wakeups.lagging.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_publisher_is_ahead_while_its_batch_found_a_subscriber_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, report) =
+            sluice_engine::Engine::open(dir.path(), sluice_engine::Options::default()).unwrap();
+        let shared = Shared::new(engine, report, crate::config::Config::default());
+        // More parked subscribers than a publisher whose input was waiting writes to itself:
+        // its end of batch wakes their connections.
+        let out = fake(usize::MAX);
+        let subs: Vec<Subscriptions> = (0..=DIRECT_MAX_FAN_OUT as u64)
+            .map(|id| {
+                let s = direct_subscriber(&shared.hub, id + 10, "c", &out);
+                assert_eq!(s.sub.park(), Ok(true));
+                s
+            })
+            .collect();
+        let receivers = subs.len();
+        let mut p = Session::new(&shared, 2);
+        assert_eq!(p.publish(Kind::Channel, b"c", b"m"), receivers);
+        assert!(!p.is_ahead(), "the subscribers held nothing before");
+        p.wake_subscribers();
+        assert_eq!(p.publish(Kind::Channel, b"c", b"m"), receivers);
+        assert!(
+            p.is_ahead(),
+            "woken for the first message and not run since"
+        );
+        p.wake_subscribers();
+        assert!(
+            p.is_ahead(),
+            "until their connections run, or the wait gives up"
+        );
+        let subs = Arc::new(Mutex::new(subs));
+        let conns = subs.clone();
+        let takers = tokio::spawn(async move {
+            let mut out = BytesMut::new();
+            for s in conns.lock().unwrap().iter() {
+                s.take_into(&mut out).unwrap();
+            }
+            out.len()
+        });
+        let started = Instant::now();
+        p.catch_up().await;
+        assert!(started.elapsed() < CATCH_UP_MAX);
+        assert!(takers.is_finished(), "caught up before the connections ran");
+        assert_eq!(
+            takers.await.unwrap(),
+            receivers * 2 * message_bytes("c", "m").len()
+        );
+        assert!(!p.is_ahead());
+        for s in subs.lock().unwrap().iter_mut() {
+            s.clear(&shared.hub);
+        }
     }
 
     #[tokio::test]
