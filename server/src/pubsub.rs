@@ -1657,11 +1657,11 @@ impl Session {
 
     /// Before this client's replies are written and its next input is read: waits until the
     /// subscribers its PUBLISHes found lagging (woken for earlier messages, their connections
-    /// not run since) have taken them, for at most [`CATCH_UP_MAX`]. A publisher in a closed loop then cannot
-    /// run ever further ahead of deliveries that wait only for a CPU, as Redis writes every
-    /// subscriber in the loop turn that read the PUBLISH. Messages still coalesce: a
-    /// subscriber gets all it was queued in one write. A subscriber busy writing to its
-    /// socket, or with a command of its own, is never waited for.
+    /// not run since) have taken them, for at most [`CATCH_UP_MAX`]. A publisher in a closed
+    /// loop then cannot run ever further ahead of deliveries that wait only for a CPU, as
+    /// Redis writes every subscriber in the loop turn that read the PUBLISH. Messages still
+    /// coalesce: a subscriber gets all it was queued in one write. A subscriber busy writing
+    /// to its socket, or with a command of its own, is never waited for.
     pub async fn catch_up(&mut self) {
         self.wakeups.catch_up().await
     }
