@@ -952,4 +952,11 @@ fn pipelined_publishes_keep_redis_counts_and_order() {
     // Nothing else arrived.
     assert_eq!(resp2.cmd(&["PING"]), arr(&[bulk("pong"), bulk("")]));
     assert_eq!(resp3.cmd(&["PING"]), V::Simple("PONG".into()));
+    // Every PUBLISH of a run is a call of its own in INFO commandstats, as in Redis.
+    let V::Bulk(stats) = publisher.cmd(&["INFO", "commandstats"]) else {
+        panic!("INFO is a bulk string");
+    };
+    let stats = String::from_utf8(stats).unwrap();
+    assert!(stats.contains("cmdstat_publish:calls=10,"), "{stats}");
+    assert!(stats.contains("cmdstat_spublish:calls=1,"), "{stats}");
 }

@@ -641,9 +641,8 @@ impl Conn {
         let name = run.command_name();
         let started = Instant::now();
         let counts = state.pubsub.publish_run(run);
-        let per_call = Stats::share_of_run(started, counts.len());
+        Stats::calls(shared, name, counts.len(), started.elapsed(), 0);
         for count in counts {
-            Stats::call_took(shared, name, per_call, false);
             self.reply(state, Reply::Int(count as i64));
         }
     }
@@ -688,9 +687,9 @@ impl Conn {
             },
         );
         self.hold_until_durable(effects.lsn);
-        let per_call = Stats::share_of_run(started, replies.len());
+        let failed = replies.iter().filter(|r| r.is_error()).count();
+        Stats::calls(shared, "xadd", replies.len(), started.elapsed(), failed);
         for reply in replies {
-            Stats::call_took(shared, "xadd", per_call, reply.is_error());
             self.reply(state, reply);
         }
     }
@@ -1402,29 +1401,28 @@ struct Stats;
 
 impl Stats {
     fn call(shared: &Shared, name: &str, started: Instant, failed: bool) {
-        Self::call_took(shared, name, started.elapsed(), failed);
+        Self::calls(shared, name, 1, started.elapsed(), usize::from(failed));
     }
 
-    /// One command's share of a run of `n` executed together since `started`.
-    fn share_of_run(started: Instant, n: usize) -> Duration {
-        started.elapsed() / u32::try_from(n).unwrap_or(u32::MAX).max(1)
-    }
-
-    fn call_took(shared: &Shared, name: &str, took: Duration, failed: bool) {
+    /// `n` calls of `name` that took `took` together, `failed` of them failing: a run
+    /// executed at once is counted under one lock, and its time is not lost to rounding
+    /// each call's share down to whole microseconds.
+    fn calls(shared: &Shared, name: &str, n: usize, took: Duration, failed: usize) {
+        if n == 0 {
+            return;
+        }
         shared
             .stats
             .commands_processed
-            .fetch_add(1, Ordering::Relaxed);
+            .fetch_add(n as u64, Ordering::Relaxed);
         let mut map = lock(&shared.stats.commands);
         let row = match map.get_mut(name) {
             Some(row) => row,
             None => map.entry(name.to_string()).or_default(),
         };
-        row.calls += 1;
+        row.calls += n as u64;
         row.usec += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        if failed {
-            row.failed_calls += 1;
-        }
+        row.failed_calls += failed as u64;
     }
 
     fn rejected(shared: &Shared, name: &str) {
