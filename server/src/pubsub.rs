@@ -2165,7 +2165,7 @@ mod tests {
     async fn catch_up_lets_lagging_connections_run_first() {
         let hub = Hub::default();
         let (s, _out) = parked_subscriber(&hub, 0);
-        let s = Arc::new(Mutex::new(s));
+        let s = Arc::new(Mutex::new(vec![s]));
         let mut wakeups = Wakeups::default();
         round(&hub, &mut wakeups, 3);
         for _ in 0..3 {
@@ -2175,20 +2175,27 @@ mod tests {
         assert_eq!(wakeups.lagging.len(), 1);
         // The subscriber's connection, woken, runs on the same thread once the publisher
         // waits, and its taking wakes the publisher.
-        let conn = s.clone();
-        let taker = tokio::spawn(async move {
-            let s = conn.lock().unwrap();
-            let mut out = BytesMut::new();
-            s.take_into(&mut out).unwrap();
-            out.len()
-        });
+        let taker = run_connections(&s);
         let started = Instant::now();
         wakeups.catch_up().await;
         assert!(started.elapsed() < CATCH_UP_MAX);
         assert!(taker.is_finished(), "caught up before the subscriber ran");
         assert_eq!(taker.await.unwrap(), 6 * message_bytes("c", "m").len());
         assert!(wakeups.lagging.is_empty());
-        s.lock().unwrap().clear(&hub);
+        s.lock().unwrap()[0].clear(&hub);
+    }
+
+    /// What the subscribers' connections do once they run: take their queues. The task
+    /// returns the bytes taken.
+    fn run_connections(subs: &Arc<Mutex<Vec<Subscriptions>>>) -> tokio::task::JoinHandle<usize> {
+        let subs = subs.clone();
+        tokio::spawn(async move {
+            let mut out = BytesMut::new();
+            for s in subs.lock().unwrap().iter() {
+                s.take_into(&mut out).unwrap();
+            }
+            out.len()
+        })
     }
 
     /// Two publishes to `c`, the subscriber's connection not running between them: it lags.
@@ -2231,14 +2238,7 @@ mod tests {
             "until their connections run, or the wait gives up"
         );
         let subs = Arc::new(Mutex::new(subs));
-        let conns = subs.clone();
-        let takers = tokio::spawn(async move {
-            let mut out = BytesMut::new();
-            for s in conns.lock().unwrap().iter() {
-                s.take_into(&mut out).unwrap();
-            }
-            out.len()
-        });
+        let takers = run_connections(&subs);
         let started = Instant::now();
         p.catch_up().await;
         assert!(started.elapsed() < CATCH_UP_MAX);
