@@ -427,16 +427,9 @@ pub async fn wait(
 mod tests {
     use std::sync::Arc;
 
-    use sluice_engine::{IdSpec, Options};
+    use sluice_engine::IdSpec;
 
     use super::*;
-    use crate::config::Config;
-
-    fn shared() -> (tempfile::TempDir, Arc<Shared>) {
-        let dir = tempfile::tempdir().unwrap();
-        let (engine, report) = Engine::open(dir.path(), Options::default()).unwrap();
-        (dir, Shared::new(engine, report, Config::default()))
-    }
 
     fn xadd(shared: &Shared, key: &'static str, id: u64) {
         {
@@ -504,7 +497,7 @@ mod tests {
 
     #[tokio::test]
     async fn readers_on_several_keys_are_woken_by_the_key_written() {
-        let (_dir, shared) = shared();
+        let (_dir, shared) = Shared::for_test();
         let a = spawn_wait(&shared, 1, xread(&[("a", 0), ("b", 0)], 0));
         let b = spawn_wait(&shared, 2, xread(&[("b", 0)], 0));
         until_blocked(&shared, 2).await;
@@ -516,7 +509,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_entry_not_after_the_id_does_not_wake() {
-        let (_dir, shared) = shared();
+        let (_dir, shared) = Shared::for_test();
         xadd(&shared, "a", 5);
         let w = spawn_wait(&shared, 1, xread(&[("a", 9)], 0));
         until_blocked(&shared, 1).await;
@@ -529,7 +522,7 @@ mod tests {
 
     #[tokio::test]
     async fn timeout_replies_nil_array() {
-        let (_dir, shared) = shared();
+        let (_dir, shared) = Shared::for_test();
         let w = spawn_wait(&shared, 1, xread(&[("a", 0)], 30));
         assert_eq!(w.await.unwrap(), Reply::NullArray);
         assert_eq!(shared.blocking.blocked_clients(), 0);
@@ -537,7 +530,7 @@ mod tests {
 
     #[tokio::test]
     async fn client_unblock_timeout_and_error() {
-        let (_dir, shared) = shared();
+        let (_dir, shared) = Shared::for_test();
         let w1 = spawn_wait(&shared, 1, xread(&[("a", 0)], 0));
         let w2 = spawn_wait(&shared, 2, xread(&[("a", 0)], 0));
         until_blocked(&shared, 2).await;
@@ -556,7 +549,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_wait_deregisters() {
-        let (_dir, shared) = shared();
+        let (_dir, shared) = Shared::for_test();
         let w = spawn_wait(&shared, 1, xread(&[("a", 0)], 0));
         until_blocked(&shared, 1).await;
         w.abort();
@@ -567,7 +560,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_before_registration_is_not_missed() {
-        let (_dir, shared) = shared();
+        let (_dir, shared) = Shared::for_test();
         // The command saw nothing after 0-0; the entry lands before `wait` registers.
         xadd(&shared, "a", 3);
         let w = spawn_wait(&shared, 1, xread(&[("a", 0)], 0));
@@ -596,7 +589,7 @@ mod tests {
 
     #[tokio::test]
     async fn group_readers_are_served_first_come_first_served() {
-        let (_dir, shared) = shared();
+        let (_dir, shared) = Shared::for_test();
         with_group(&shared, "s");
         let first = spawn_wait(&shared, 1, xreadgroup("s", "c1"));
         until_blocked(&shared, 1).await;
@@ -620,7 +613,7 @@ mod tests {
 
     #[tokio::test]
     async fn deleting_the_key_or_destroying_the_group_wakes_group_readers() {
-        let (_dir, shared) = shared();
+        let (_dir, shared) = Shared::for_test();
         with_group(&shared, "a");
         with_group(&shared, "b");
         let on_a = spawn_wait(&shared, 1, xreadgroup("a", "c"));
@@ -660,7 +653,7 @@ mod tests {
 
     #[tokio::test]
     async fn flushing_the_database_wakes_group_readers() {
-        let (_dir, shared) = shared();
+        let (_dir, shared) = Shared::for_test();
         with_group(&shared, "a");
         let w = spawn_wait(&shared, 1, xreadgroup("a", "c"));
         until_blocked(&shared, 1).await;
@@ -674,7 +667,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_readers_of_one_key_are_all_served_and_forgotten() {
-        let (_dir, shared) = shared();
+        let (_dir, shared) = Shared::for_test();
         let waiters: Vec<_> = (0..2000)
             .map(|i| spawn_wait(&shared, i + 1, xread(&[("hot", 0), ("cold", 0)], 0)))
             .collect();

@@ -2208,12 +2208,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_publisher_is_ahead_while_its_batch_found_a_subscriber_not_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let (engine, report) =
-            sluice_engine::Engine::open(dir.path(), sluice_engine::Options::default()).unwrap();
-        let shared = Shared::new(engine, report, crate::config::Config::default());
-        // More parked subscribers than a publisher whose input was waiting writes to itself:
-        // its end of batch wakes their connections.
+        let (_dir, shared) = Shared::for_test();
+        // More parked subscribers than a publisher whose input was already there writes to
+        // itself ([`DIRECT_MAX_FAN_OUT`]): its end of batch wakes their connections.
         let out = fake(usize::MAX);
         let subs: Vec<Subscriptions> = (0..=DIRECT_MAX_FAN_OUT as u64)
             .map(|id| {

@@ -147,6 +147,15 @@ impl Shared {
         shared
     }
 
+    /// A fresh engine in a temporary directory with the default configuration, for unit
+    /// tests; the directory lives as long as the returned guard.
+    #[cfg(test)]
+    pub fn for_test() -> (tempfile::TempDir, Arc<Shared>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, report) = Engine::open(dir.path(), sluice_engine::Options::default()).unwrap();
+        (dir, Shared::new(engine, report, Config::default()))
+    }
+
     /// Feeds `durable` from an engine's sync thread (again after DEBUG RELOAD).
     pub fn listen(self: &Arc<Self>, durability: &Durability) {
         let weak = Arc::downgrade(self);
